@@ -51,10 +51,12 @@ class CnnGenerator(nn.Module):
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
         """z: ``[B, latent]`` float32 -> images ``[B, 4 * 2^k, 4 * 2^k, out_channels]`` in [0, 1]."""
         opts = dict(spectral_norm=self.spectral_norm, update_stats=train)
-        x = dense(4 * 4 * self.channels[0], **opts)(z).reshape(-1, 4, 4, self.channels[0])
-        x = nn.relu(_batch_norm(train)(x))
+        # Layers feeding batch norm have no bias: BN removes it, and its zero gradient would only
+        # feed Adam rounding noise.
+        x = dense(4 * 4 * self.channels[0], use_bias=False, **opts)(z)
+        x = nn.relu(_batch_norm(train)(x.reshape(-1, 4, 4, self.channels[0])))
         for features in self.channels[1:]:
-            x = conv(features, 4, strides=2, transpose=True, **opts)(x)
+            x = conv(features, 4, strides=2, transpose=True, use_bias=False, **opts)(x)
             x = nn.relu(_batch_norm(train)(x))
             if x.shape[1] == self.attention_resolution:
                 x = SelfAttention(spectral_norm=self.spectral_norm)(x, train)
@@ -98,7 +100,7 @@ class ResnetGenerator(nn.Module):
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
         """z: ``[B, latent]`` float32 -> images ``[B, image_size, image_size, out_channels]``."""
         opts = dict(spectral_norm=self.spectral_norm, update_stats=train)
-        x = dense(4 * 4 * self.features, **opts)(z).reshape(-1, 4, 4, self.features)
+        x = dense(4 * 4 * self.features, use_bias=False, **opts)(z).reshape(-1, 4, 4, self.features)
         for _ in range(num_octaves(self.image_size)):
             x = GeneratorResBlock(self.features, self.spectral_norm)(x, train)
             if x.shape[1] == self.attention_resolution:

@@ -18,14 +18,18 @@ def avgpool2x(x: jax.Array) -> jax.Array:
 
 
 class GeneratorResBlock(nn.Module):
-    """BN-ReLU-up-conv3-BN-ReLU-conv3 with an up-conv1 shortcut."""
+    """BN-ReLU-up-conv3-BN-ReLU-conv3 with an up-conv1 shortcut.
+
+    Convs have no bias: the next block's (or the generator's last) batch norm removes it, and its
+    zero gradient would only feed Adam rounding noise.
+    """
 
     features: int
     spectral_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        opts = dict(spectral_norm=self.spectral_norm, update_stats=train)
+        opts = dict(spectral_norm=self.spectral_norm, update_stats=train, use_bias=False)
         h = nn.relu(nn.BatchNorm(not train, momentum=0.9)(x))
         h = conv(self.features, 3, **opts)(upsample2x(h))
         h = nn.relu(nn.BatchNorm(not train, momentum=0.9)(h))

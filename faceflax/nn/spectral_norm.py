@@ -127,6 +127,7 @@ def conv(
     update_stats: bool,
     padding: str | Sequence[tuple[int, int]] = "SAME",
     transpose: bool = False,
+    use_bias: bool = True,
     name: str | None = None,
 ):
     """A (transposed) conv layer ``x -> y`` (NHWC), spectrally normalised or plain.
@@ -135,16 +136,23 @@ def conv(
     """
     size, step = (kernel_size, kernel_size), (strides, strides)
     if spectral_norm:
-        layer = SNConv(features, size, step, padding, transpose=transpose, name=name)
+        layer = SNConv(features, size, step, padding, use_bias, transpose, name=name)
         return lambda x: layer(x, update_stats)
     if transpose:
-        return nn.ConvTranspose(features, size, step, padding, name=name)
-    return nn.Conv(features, size, step, padding, name=name)
+        return nn.ConvTranspose(features, size, step, padding, use_bias=use_bias, name=name)
+    return nn.Conv(features, size, step, padding, use_bias=use_bias, name=name)
 
 
-def dense(features: int, *, spectral_norm: bool, update_stats: bool, name: str | None = None):
+def dense(
+    features: int,
+    *,
+    spectral_norm: bool,
+    update_stats: bool,
+    use_bias: bool = True,
+    name: str | None = None,
+):
     """A dense layer ``x -> y``, spectrally normalised or plain; call inside ``nn.compact``."""
     if spectral_norm:
-        layer = SNDense(features, name=name)
+        layer = SNDense(features, use_bias, name=name)
         return lambda x: layer(x, update_stats)
-    return nn.Dense(features, name=name)
+    return nn.Dense(features, use_bias=use_bias, name=name)

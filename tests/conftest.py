@@ -1,0 +1,36 @@
+"""Test set-up: 8 simulated CPU devices (set here, before JAX starts, not by the caller)."""
+
+import os
+
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests compile the same runlocal steps; XLA's persistent cache keys on the program, so it
+# shares those compiles across tests and subprocesses.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "xla")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from faceflax.config import apply_overrides, load_config  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def eight_devices():
+    assert jax.device_count() == 8, "tests expect 8 simulated CPU devices"
+
+
+@pytest.fixture
+def make_config():
+    """``make_config("lfw.py:sngan,runlocal", "total_steps=3")`` -> a locked gan_zoo config."""
+
+    def make(spec: str, *overrides: str):
+        config = load_config(f"experiments/gan_zoo/{spec}")
+        apply_overrides(config, list(overrides))
+        return config
+
+    return make
