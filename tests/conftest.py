@@ -34,3 +34,25 @@ def make_config():
         return config
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_runlocal(tmp_path_factory):
+    """``trained_runlocal(spec) -> (final state, workdir)``: 2 steps, a checkpoint after each.
+
+    Cached per spec, so the config smoke tests and the step-semantics tests share one run.
+    """
+    from faceflax.train.loop import train
+
+    runs = {}
+
+    def run(spec: str, *overrides: str):
+        key = (spec, overrides)
+        if key not in runs:
+            workdir = tmp_path_factory.mktemp("run")
+            config = load_config(f"experiments/gan_zoo/{spec}")
+            apply_overrides(config, ["total_steps=2", "checkpoint_every=1", *overrides])
+            runs[key] = (train(config, workdir, progress=False), workdir)
+        return runs[key]
+
+    return run

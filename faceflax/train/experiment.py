@@ -41,7 +41,8 @@ class Experiment:
         init = functools.partial(
             init_state, self.method, self.optimizers, tuple(self.config.ema.networks)
         )
-        return jax.jit(init, out_shardings=self.state_shardings)(self.key(INIT_STREAM))
+        with jax.threefry_partitionable(self.config.partitionable_rng):
+            return jax.jit(init, out_shardings=self.state_shardings)(self.key(INIT_STREAM))
 
     def restore_target(self) -> TrainState:
         """``ShapeDtypeStruct``s with shardings, the target a checkpoint restores onto."""

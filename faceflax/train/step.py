@@ -13,11 +13,10 @@ from faceflax.train.state import Pytree, TrainState
 def _phase_update(
     method: Method, optimizers: Mapping[str, optax.GradientTransformation], phase: Phase
 ) -> Callable:
-    """One update of ``phase.updates``: ``(carry, (batch, key)) -> (carry, metrics)`` for scan."""
+    """One update of ``phase.updates``: ``(carry, batch, key) -> (carry, metrics)``."""
 
-    def update(carry, inputs):
+    def update(carry, batch, key):
         params, net_state, opt_state = carry
-        batch, key = inputs
 
         def loss(trainable):
             nets = Nets(method.networks, {**params, **trainable}, net_state, True, phase.updates)
@@ -63,8 +62,15 @@ def make_train_step(
                 phase_batches = batches[offset : offset + phase.repeats]
                 offset += phase.repeats
             update = _phase_update(method, optimizers, phase)
-            carry, phase_metrics = jax.lax.scan(update, carry, (phase_batches, keys))
-            metrics.update({f"{phase.name}_{k}": jnp.mean(v) for k, v in phase_metrics.items()})
+            # A Python loop, not lax.scan: XLA:CPU runs loop bodies several times slower than
+            # straight-line code (measured 6x on one SN-GAN step), for a little more compile time.
+            repeat_metrics = []
+            for repeat in range(phase.repeats):
+                batch = None if phase_batches is None else phase_batches[repeat]
+                carry, step_metrics = update(carry, batch, keys[repeat])
+                repeat_metrics.append(step_metrics)
+            for name in repeat_metrics[0]:
+                metrics[f"{phase.name}_{name}"] = jnp.mean(jnp.stack([m[name] for m in repeat_metrics]))
         params, net_state, opt_state = carry
         ema = {
             name: _ema(ema_params, params[name], ema_decay)
