@@ -10,6 +10,7 @@ drift apart silently. PyTorch is only a benchmark dependency; it is not in ``pyp
 
 import math
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -214,19 +215,27 @@ def make_iteration(config, seed: int = 0):
     def iteration():
         for real in reals:
             d_step(real)
-        return float(g_step())  # forces the whole iteration to finish
+        return float(g_step().detach())  # forces the whole iteration to finish
 
     return iteration
 
 
-def measure(config, warmup: int, iters: int, threads: int = 2) -> dict:
-    """Times ``iters`` generator iterations after ``warmup`` untimed ones, on ``threads`` threads."""
+def measure(config, warmup: int, timed_iters: Callable[[float], int], threads: int = 2) -> dict:
+    """Steady-state seconds per iteration on ``threads`` threads.
+
+    Runs ``warmup`` (>= 1) untimed iterations, then ``timed_iters(last warm-up seconds)``
+    iterations timed together.
+    """
     torch.set_num_threads(threads)
     setup_start = time.perf_counter()
     iteration = make_iteration(config)
     setup_s = time.perf_counter() - setup_start
+    last = 0.0
     for _ in range(warmup):
+        start = time.perf_counter()
         iteration()
+        last = time.perf_counter() - start
+    iters = timed_iters(last)
     start = time.perf_counter()
     for _ in range(iters):
         iteration()
@@ -234,6 +243,7 @@ def measure(config, warmup: int, iters: int, threads: int = 2) -> dict:
     return {
         "setup_s": setup_s,
         "s_per_iter": total / iters,
+        "last_warmup_s": last,
         "iters": iters,
         "warmup": warmup,
         "threads": torch.get_num_threads(),

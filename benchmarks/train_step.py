@@ -11,8 +11,11 @@ one call of the jitted ``faceflax.train.step.make_train_step`` step, set up exac
 ``faceflax/train/loop.py`` does (same shardings, donation, mesh and RNG mode). For each setting:
 
   * compile s: ``jit(...).lower(state, batch).compile()`` (trace + XLA compile), reported apart;
-  * JAX s/iter: steady state: ``warmup`` untimed calls, then ``iters`` calls timed together
-    and closed by ``jax.block_until_ready`` (batches are made beforehand; loading is not timed);
+  * JAX s/iter: steady state: ``warmup`` untimed calls (each closed by ``block_until_ready``),
+    then as many calls as fit a time budget judged by the last warm-up call (full: 2 warm-up,
+    2-20 timed calls, ~30 s; ``--quick``: 1 warm-up, 1-5 timed calls, ~5 s), dispatched back to
+    back and timed together up to ``jax.block_until_ready``. Batches are made beforehand (the
+    trainer prefetches them), so data loading is not timed;
   * PyTorch s/iter: the same nets and step in plain PyTorch (``benchmarks/torch_reference.py``,
     ``torch.set_num_threads(2)``), same warm-up/timing protocol, measured in the same run. If
     PyTorch is not installed (or ``--skip-torch``), the issue's numbers measured on this machine
@@ -35,6 +38,7 @@ Usage (from the repository root)::
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import subprocess
@@ -52,25 +56,44 @@ BATCH_SIZE = 64
 @dataclasses.dataclass(frozen=True)
 class Setting:
     name: str
-    label: str
-    config_arg: str
+    config_arg: str  # argument of experiments/gan_zoo/lfw.py
     n_critic: int
     reference_s: float  # PyTorch s/iter from the issue, measured on this machine earlier
-    warmup: int
-    iters: int
-    quick_iters: int
-    torch_iters: int
-    torch_quick_iters: int
 
 
 SETTINGS = {
     s.name: s
     for s in (
-        Setting("sngan_cnn", "SN-GAN CNN", "sngan", 1, 1.9, 2, 10, 3, 5, 2),
-        Setting("sngan_resnet", "SN-GAN ResNet", "sngan,arch=resnet", 5, 24.0, 1, 3, 1, 2, 1),
-        Setting("wgan_gp_cnn", "WGAN-GP CNN", "wgan_gp", 5, 2.3, 2, 5, 2, 3, 1),
+        Setting("sngan_cnn", "sngan", 1, 1.9),
+        Setting("sngan_resnet", "sngan,arch=resnet", 5, 24.0),
+        Setting("wgan_gp_cnn", "wgan_gp", 5, 2.3),
     )
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Warm-up and timing, the same for JAX and PyTorch.
+
+    ``warmup`` untimed iterations run first; then as many timed iterations as fit ``budget_s``
+    judging by the last warm-up iteration, but at least ``min_iters`` and at most ``max_iters``.
+    """
+
+    warmup: int
+    min_iters: int
+    max_iters: int
+    budget_s: float
+
+    def timed_iters(self, last_warmup_s: float) -> int:
+        fit = int(self.budget_s / max(last_warmup_s, 1e-6))
+        return max(self.min_iters, min(self.max_iters, fit))
+
+    def args(self) -> list[str]:
+        return ["--protocol", json.dumps(dataclasses.asdict(self))]
+
+
+FULL = Protocol(warmup=2, min_iters=2, max_iters=20, budget_s=30.0)
+QUICK = Protocol(warmup=1, min_iters=1, max_iters=5, budget_s=5.0)
 
 
 def load_setting_config(setting: Setting):
@@ -89,7 +112,7 @@ def load_setting_config(setting: Setting):
 # ----------------------------------------------------------------------------- workers
 
 
-def jax_worker(setting: Setting, devices: int, warmup: int, iters: int) -> dict:
+def jax_worker(setting: Setting, devices: int, protocol: Protocol) -> dict:
     """Compile time and steady-state s/iter of the library's jitted train step."""
     import jax
 
@@ -101,12 +124,13 @@ def jax_worker(setting: Setting, devices: int, warmup: int, iters: int) -> dict:
     if len(available) < devices:
         raise RuntimeError(f"asked for {devices} devices, JAX sees {len(available)}")
     config = load_setting_config(setting)
+    # As faceflax/train/loop.py: RNG mode around everything, the mesh around the steps.
     with jax.threefry_partitionable(config.partitionable_rng):
         experiment = setup(config, available[:devices])
         batches = make_batches(experiment)
         state = jax.block_until_ready(experiment.init())
-        # Distinct batches, made before timing (the trainer prefetches them in a thread).
-        data = [jax.block_until_ready(batches(i)) for i in range(warmup + iters)]
+        # A few distinct batches, made before timing (the trainer prefetches them in a thread).
+        pool = [jax.block_until_ready(batches(i)) for i in range(4)]
         step = jax.jit(
             make_train_step(
                 experiment.method, experiment.optimizers, config.ema.decay, experiment.key(STEP_STREAM)
@@ -117,39 +141,46 @@ def jax_worker(setting: Setting, devices: int, warmup: int, iters: int) -> dict:
         )
         with jax.set_mesh(experiment.mesh):
             start = time.perf_counter()
-            lowered = step.lower(state, data[0])
+            lowered = step.lower(state, pool[0])
             lower_s = time.perf_counter() - start
             compiled = lowered.compile()
             compile_s = time.perf_counter() - start
-            for batch in data[:warmup]:
-                state, metrics = compiled(state, batch)
-            jax.block_until_ready((state, metrics))
+            calls = 0
+            for _ in range(max(protocol.warmup, 1)):
+                start = time.perf_counter()
+                state, metrics = compiled(state, pool[calls % len(pool)])
+                jax.block_until_ready((state, metrics))
+                last_warmup_s = time.perf_counter() - start
+                calls += 1
+            iters = protocol.timed_iters(last_warmup_s)
             start = time.perf_counter()
-            for batch in data[warmup:]:
-                state, metrics = compiled(state, batch)
+            for _ in range(iters):
+                state, metrics = compiled(state, pool[calls % len(pool)])
+                calls += 1
             jax.block_until_ready((state, metrics))
             total = time.perf_counter() - start
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    bad = sorted(k for k, v in values.items() if v != v or v in (float("inf"), float("-inf")))
+    bad = sorted(k for k, v in values.items() if not math.isfinite(v))
     if bad:
         raise FloatingPointError(f"{setting.name}: non-finite metrics {bad}")
     return {
-        "devices": len(experiment.mesh.devices.flat),
+        "devices": experiment.mesh.devices.size,
         "lower_s": lower_s,
         "compile_s": compile_s,
         "s_per_iter": total / iters,
-        "warmup": warmup,
+        "last_warmup_s": last_warmup_s,
+        "warmup": max(protocol.warmup, 1),
         "iters": iters,
         "jax_version": jax.__version__,
     }
 
 
-def torch_worker(setting: Setting, warmup: int, iters: int) -> dict:
+def torch_worker(setting: Setting, protocol: Protocol) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch_reference
 
     config = load_setting_config(setting)
-    return torch_reference.measure(config, warmup, iters, threads=2)
+    return torch_reference.measure(config, max(protocol.warmup, 1), protocol.timed_iters, threads=2)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -160,34 +191,23 @@ def _xla_flags(devices: int) -> str:
     return f"{flags.strip()} --xla_force_host_platform_device_count={devices}".strip()
 
 
-def run_worker(kind: str, setting: Setting, devices: int, warmup: int, iters: int) -> dict:
+def run_worker(kind: str, setting: Setting, devices: int, protocol: Protocol) -> dict:
     """Runs one measurement in a fresh subprocess; returns its JSON or ``{"error": ...}``."""
     env = dict(os.environ, XLA_FLAGS=_xla_flags(devices), JAX_PLATFORMS="cpu")
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        kind,
-        "--settings",
-        setting.name,
-        "--devices",
-        str(devices),
-        "--warmup",
-        str(warmup),
-        "--iters",
-        str(iters),
-    ]
-    what = f"{setting.name} {kind}" + (f" on {devices} device(s)" if kind == "jax" else "")
-    print(f"  measuring {what} (warm-up {warmup}, timed {iters}) ...", file=sys.stderr, flush=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind,
+               "--settings", setting.name, "--devices", str(devices), *protocol.args()]  # fmt: skip
+    what = f"{setting.name}: " + ("PyTorch" if kind == "torch" else f"JAX on {devices} device(s)")
+    print(f"  {what} ...", file=sys.stderr, end="", flush=True)
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        print(f"  {what} FAILED (exit {proc.returncode}):\n{tail}", file=sys.stderr, flush=True)
-        return {"error": f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else 'no output'}"}
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        print(f" FAILED (exit {proc.returncode}):\n    " + "\n    ".join(tail), file=sys.stderr, flush=True)
+        return {"error": f"exit {proc.returncode}: {tail[-1] if tail else 'no output'}"}
     result = json.loads(lines[-1][len(RESULT_PREFIX) :])
-    print(f"    done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    print(f" {result['s_per_iter']:.3f} s/iter over {result['iters']} iteration(s)"
+          f" ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     return result
 
 
@@ -199,109 +219,110 @@ def _torch_available() -> bool:
     return True
 
 
-def _fmt(value, spec=".2f") -> str:
+def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_table(rows: list[dict]) -> None:
-    header = ["setting", "devices", "compile s", "JAX s/iter", "PyTorch s/iter", "JAX/PyTorch", "target <=0.5 met"]
+def format_table(rows: list[dict]) -> str:
+    header = ["setting", "devices", "compile s", "JAX s/iter", "PyTorch s/iter", "JAX/PyTorch",
+              "target <=0.5 met", "timed iters JAX/PT"]  # fmt: skip
     body = []
     for r in rows:
-        torch_cell = "error" if r["torch_error"] else _fmt(r["torch_s"])
-        if r["torch_source"] == "reference" and r["torch_s"] is not None:
-            torch_cell += " (ref)"
-        if r["jax_error"]:
-            body.append([r["setting"], str(r["devices"]), "error", "error", torch_cell, "-", "-"])
-            continue
-        ratio = None if r["torch_s"] is None else r["jax_s"] / r["torch_s"]
+        if r["torch_error"]:
+            torch_cell = "error"
+        else:
+            torch_cell = _fmt(r["torch_s"], ".3f") + (" (ref)" if r["torch_source"] == "reference" else "")
+        ratio = None if r["jax_error"] or r["torch_s"] is None else r["jax_s"] / r["torch_s"]
         met = "-" if ratio is None else ("yes" if ratio <= TARGET_RATIO else "no")
-        body.append(
-            [r["setting"], str(r["devices"]), _fmt(r["compile_s"], ".1f"), _fmt(r["jax_s"], ".3f"),
-             torch_cell, _fmt(ratio, ".2f"), met]
-        )
+        jax_cell = "error" if r["jax_error"] else _fmt(r["jax_s"], ".3f")
+        compile_cell = "error" if r["jax_error"] else _fmt(r["compile_s"], ".1f")
+        iters = f"{_fmt(r['jax_iters'], 'd')}/{_fmt(r['torch_iters'], 'd')}"
+        body.append([r["setting"], str(r["devices"]), compile_cell, jax_cell, torch_cell,
+                     _fmt(ratio, ".2f"), met, iters])  # fmt: skip
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for row in body:
-        print(line(row))
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(row) for row in body)])
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 warm-up, about 5 s of timed iterations")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma list of {list(SETTINGS)}")
     parser.add_argument("--devices", default="1,8", help="comma list of simulated CPU device counts")
     parser.add_argument("--skip-torch", action="store_true", help="use the issue's reference numbers")
     parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
-    parser.add_argument("--warmup", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--iters", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--protocol", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     names = [n.strip() for n in args.settings.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETTINGS]
     if unknown or not names:
         parser.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
-    device_counts = [int(d) for d in args.devices.split(",") if d.strip()]
-    if any(d < 1 or BATCH_SIZE % d for d in device_counts):
-        parser.error(f"--devices must divide the batch size {BATCH_SIZE}")
+    try:
+        device_counts = [int(d) for d in args.devices.split(",") if d.strip()]
+    except ValueError:
+        parser.error(f"--devices takes a comma list of integers, got {args.devices!r}")
+    if not device_counts or any(d < 1 or BATCH_SIZE % d for d in device_counts):
+        parser.error(f"--devices: each count must divide the batch size {BATCH_SIZE}")
+    protocol = Protocol(**json.loads(args.protocol)) if args.protocol else (QUICK if args.quick else FULL)
 
     if args.worker:
         setting = SETTINGS[names[0]]
         if args.worker == "jax":
-            result = jax_worker(setting, device_counts[0], args.warmup, args.iters)
+            result = jax_worker(setting, device_counts[0], protocol)
         else:
-            result = torch_worker(setting, args.warmup, args.iters)
+            result = torch_worker(setting, protocol)
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
     use_torch = not args.skip_torch and _torch_available()
     if not use_torch:
         why = "--skip-torch given" if args.skip_torch else "PyTorch is not installed"
-        print(f"NOTE: {why}: the PyTorch column holds the issue's reference numbers (marked 'ref'),"
-              " NOT measured in this run.", file=sys.stderr)
+        print(f"NOTE: {why}: the PyTorch column holds the issue's reference numbers (marked 'ref'), "
+              "NOT measured in this run.", file=sys.stderr)  # fmt: skip
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
     rows, errors = [], 0
     for name in names:
         setting = SETTINGS[name]
-        iters = setting.quick_iters if args.quick else setting.iters
-        torch_error = False
+        torch_s, torch_iters, torch_error, source = setting.reference_s, None, False, "reference"
         if use_torch:
-            torch_iters = setting.torch_quick_iters if args.quick else setting.torch_iters
-            measured = run_worker("torch", setting, 1, 1 if args.quick else setting.warmup, torch_iters)
+            measured = run_worker("torch", setting, 1, protocol)
             torch_error = "error" in measured
             errors += torch_error
-            torch_s, source = measured.get("s_per_iter"), "measured"
-        else:
-            torch_s, source = setting.reference_s, "reference"
+            torch_s, torch_iters, source = measured.get("s_per_iter"), measured.get("iters"), "measured"
         for devices in device_counts:
-            result = run_worker("jax", setting, devices, 1 if args.quick else setting.warmup, iters)
+            result = run_worker("jax", setting, devices, protocol)
             errors += "error" in result
             rows.append(
-                dict(
-                    setting=name,
-                    devices=devices,
-                    compile_s=result.get("compile_s"),
-                    jax_s=result.get("s_per_iter"),
-                    jax_error="error" in result,
-                    torch_s=torch_s,
-                    torch_source=source,
-                    torch_error=torch_error,
-                )
+                dict(setting=name, devices=devices, compile_s=result.get("compile_s"),
+                     jax_s=result.get("s_per_iter"), jax_iters=result.get("iters"),
+                     jax_error="error" in result, torch_s=torch_s, torch_iters=torch_iters,
+                     torch_source=source, torch_error=torch_error)  # fmt: skip
             )
 
     print()
-    print(f"gan_zoo train step, batch {BATCH_SIZE}, 32x32, s/iter = one G update incl. its n_critic D "
-          f"updates ({'quick' if args.quick else 'full'} run)")
-    print_table(rows)
+    print(f"gan_zoo train step: batch {BATCH_SIZE}, 32x32; 1 iter = 1 generator update incl. its n_critic "
+          f"discriminator updates ({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s)")  # fmt: skip
+    print(format_table(rows))
     print()
     if use_torch:
-        print("PyTorch: measured in this run (benchmarks/torch_reference.py, 2 threads, same nets).")
+        print("PyTorch: measured in this run (benchmarks/torch_reference.py, same nets, 2 threads, "
+              "same warm-up/timing protocol).")  # fmt: skip
     else:
-        print("PyTorch (ref): reference from the issue (1.9 s, 24 s, 2.3 s), not measured in this run.")
+        print("PyTorch (ref): reference numbers from the issue (1.9 s, 24 s, 2.3 s), NOT measured in this run.")
     if any(d > 1 for d in device_counts):
-        print("Rows with devices > 1 use simulated CPU devices sharing the same cores: they exercise the "
-              "sharded path and are not expected to be faster.")
-    print("Compile time (trace + XLA compile) is not part of s/iter.")
+        print("devices > 1: simulated CPU devices sharing the same cores; they exercise the sharded "
+              "path and are not expected to be faster.")  # fmt: skip
+    print("compile s (trace + XLA compile) is not part of s/iter.")
+    load_after = os.getloadavg()[0]
+    print(f"1-min load average: {load_before:.1f} at start, {load_after:.1f} at end on {os.cpu_count()} "
+          "CPU(s); other processes competing for the cores make timings slower and noisier.")  # fmt: skip
     if errors:
         print(f"{errors} measurement(s) failed; see the messages above.", file=sys.stderr)
         return 1

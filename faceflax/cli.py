@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
             help="override a config key, e.g. --set total_steps=100 (repeatable)",
         )
         command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        command.add_argument(
+            "--distributed",
+            action="store_true",
+            help="multi-host pod: call jax.distributed.initialize() first (run on every host)",
+        )
     return parser
 
 
@@ -60,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         apply_overrides(config, args.set)
+        if args.distributed:
+            import jax
+
+            jax.distributed.initialize()
         if args.command == "train":
             from faceflax.train.loop import train  # deferred: imports JAX only when needed
 

@@ -38,9 +38,15 @@ def make_batches(experiment: Experiment) -> GlobalBatches:
 
 
 def _save_samples(experiment: Experiment, sampler, state: TrainState, workdir: Path) -> None:
-    images = np.asarray(sampler(state, experiment.key(SAMPLE_STREAM)))
-    step = int(jax.device_get(state.step))
-    write_png(workdir / "samples" / f"step_{step:07d}.png", image_grid(images))
+    images = np.asarray(sampler(state, experiment.key(SAMPLE_STREAM)))  # every host computes
+    if _is_chief():
+        step = int(jax.device_get(state.step))
+        write_png(workdir / "samples" / f"step_{step:07d}.png", image_grid(images))
+
+
+def _is_chief() -> bool:
+    """On a multi-host pod every host runs the loop; one writes the shared files."""
+    return jax.process_index() == 0
 
 
 def _check_finite(metrics: dict[str, float], step: int, checkpoints: Checkpointer) -> None:
@@ -72,14 +78,15 @@ def _train(config: ConfigDict, workdir: Path, devices, progress: bool):
     (workdir / "samples").mkdir(parents=True, exist_ok=True)
     experiment = setup(config, devices)
     batches = make_batches(experiment)
-    write_json_atomically(workdir / "config.json", config.to_dict())
+    if _is_chief():
+        write_json_atomically(workdir / "config.json", config.to_dict())
     checkpoints = Checkpointer(workdir, config, config.keep_checkpoints)
     if checkpoints.latest_step() is None:
         state = experiment.init()
     else:
         state = checkpoints.restore(experiment.restore_target())
     start = int(jax.device_get(state.step))
-    log = MetricsLog(workdir, start)
+    log = MetricsLog(workdir, start) if _is_chief() else None
     step_fn = jax.jit(
         make_train_step(
             experiment.method, experiment.optimizers, config.ema.decay, experiment.key(STEP_STREAM)
@@ -89,7 +96,7 @@ def _train(config: ConfigDict, workdir: Path, devices, progress: bool):
         donate_argnums=0,
     )
     sampler = experiment.sampler(config.num_samples)
-    bar = tqdm(total=config.total_steps, initial=start, disable=not progress, desc="train", unit="step")
+    bar = tqdm(total=config.total_steps, initial=start, disable=not (progress and _is_chief()), desc="train", unit="step")
     try:
         with jax.set_mesh(experiment.mesh), concurrent.futures.ThreadPoolExecutor(1) as prefetch:
             upcoming = prefetch.submit(batches, start)
@@ -101,7 +108,8 @@ def _train(config: ConfigDict, workdir: Path, devices, progress: bool):
                 if done % config.log_every == 0 or done == config.total_steps:
                     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     _check_finite(values, done, checkpoints)
-                    log.write(done, values)
+                    if log:
+                        log.write(done, values)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
                 if done % config.sample_every == 0 or done == config.total_steps:
                     _save_samples(experiment, sampler, state, workdir)
