@@ -29,7 +29,7 @@ def test_eight_devices_match_one_device(tmp_path, make_config, variant):
 
 
 def test_fsdp_parameter_rules_shard_and_match_data_parallel(tmp_path, make_config):
-    rule = r"(('SNConv_\d+/sn/kernel$', (None, None, None, 'fsdp')),)"
+    rule = r"((r'SNConv_\d+/sn/kernel$', (None, None, None, 'fsdp')),)"
     base = make_config("lfw.py:sngan,runlocal", "total_steps=3")
     fsdp = make_config(
         "lfw.py:sngan,runlocal", "total_steps=3", "mesh=(('data', 4), ('fsdp', 2))", f"sharding_rules={rule}"
