@@ -39,16 +39,23 @@ def _noise(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
     return constrain_batch(jax.random.normal(key, (count, latent_dim)))
 
 
+def _check_depth(config: ConfigDict, name: str) -> tuple[int, ...]:
+    """``config.method.<name>``: one width per 2x stage from 4x4 to the image size, plus one."""
+    channels, size = tuple(config.method[name]), config.data.image_size
+    if len(channels) != nets_lib.num_octaves(size) + 1:
+        raise ValueError(
+            f"config.method.{name} needs {nets_lib.num_octaves(size) + 1} entries for "
+            f"{size}x{size} images, got {channels}"
+        )
+    return channels
+
+
 def _gan_networks(config: ConfigDict) -> dict:
     m, size = config.method, config.data.image_size
     attention = m.attention_resolution
     if m.arch == "cnn":
-        for name, channels in (("g_channels", m.g_channels), ("d_channels", m.d_channels)):
-            if len(channels) != nets_lib.num_octaves(size) + 1:
-                raise ValueError(
-                    f"config.method.{name} needs {nets_lib.num_octaves(size) + 1} entries for "
-                    f"{size}x{size} images, got {tuple(channels)}"
-                )
+        _check_depth(config, "g_channels")
+        _check_depth(config, "d_channels")
         return {
             "generator": nets_lib.CnnGenerator(m.g_channels, 3, m.spectral_norm_g, attention),
             "discriminator": nets_lib.CnnDiscriminator(m.d_channels, m.spectral_norm_d, attention),
@@ -95,8 +102,14 @@ def _gan(config: ConfigDict) -> Method:
             "discriminator": (jnp.zeros((1, size, size, 3)),),
         },
         phases=(
-            Phase("d", ("discriminator",), discriminator_loss, m.n_critic, True, m.clip_value or None),
-            Phase("g", ("generator",), generator_loss, 1, uses_data=False),
+            Phase(
+                "d",
+                ("discriminator",),
+                discriminator_loss,
+                repeats=m.n_critic,
+                clip_value=m.clip_value or None,
+            ),
+            Phase("g", ("generator",), generator_loss, uses_data=False),
         ),
         sample=lambda nets, key, n: nets("generator", _noise(key, n, m.latent_dim)),
     )
@@ -104,9 +117,7 @@ def _gan(config: ConfigDict) -> Method:
 
 def _vae(config: ConfigDict) -> Method:
     m, size = config.method, config.data.image_size
-    channels = tuple(m.g_channels)
-    if len(channels) != nets_lib.num_octaves(size) + 1:
-        raise ValueError(f"config.method.g_channels needs {nets_lib.num_octaves(size) + 1} entries")
+    channels = _check_depth(config, "g_channels")
 
     def loss(nets: Nets, images: jax.Array, key: jax.Array):
         mean, log_var = nets("encoder", images)
