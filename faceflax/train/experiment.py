@@ -13,6 +13,7 @@ from ml_collections import ConfigDict
 from faceflax.methods.base import Method, Nets
 from faceflax.train.sharding import check_batch_size, make_mesh, tree_shardings
 from faceflax.train.state import TrainState, init_state, make_optimizer
+from faceflax.train.step import make_train_step
 
 # Independent streams folded out of the config's seed.
 INIT_STREAM, STEP_STREAM, SAMPLE_STREAM = 0, 1, 2
@@ -50,6 +51,18 @@ class Experiment:
             lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
             self.abstract_state,
             self.state_shardings,
+        )
+
+    def jit_train_step(self, batch_sharding: NamedSharding) -> Callable:
+        """The jitted ``step(state, batches) -> (state, metrics)``, state donated and sharded."""
+        step = make_train_step(
+            self.method, self.optimizers, self.config.ema.decay, self.key(STEP_STREAM)
+        )
+        return jax.jit(
+            step,
+            in_shardings=(self.state_shardings, batch_sharding),
+            out_shardings=(self.state_shardings, self.replicated),
+            donate_argnums=0,
         )
 
     def sampler(self, count: int) -> Callable[[TrainState, jax.Array], jax.Array]:

@@ -13,11 +13,10 @@ from tqdm import tqdm
 from faceflax.data.loader import GlobalBatches
 from faceflax.data.sources import make_source
 from faceflax.train.checkpoint import Checkpointer, write_json_atomically
-from faceflax.train.experiment import SAMPLE_STREAM, STEP_STREAM, Experiment, setup
+from faceflax.train.experiment import SAMPLE_STREAM, Experiment, setup
 from faceflax.train.logging import MetricsLog, image_grid, write_png
 from faceflax.train.sharding import batch_sharding
 from faceflax.train.state import TrainState
-from faceflax.train.step import make_train_step
 
 
 def make_batches(experiment: Experiment) -> GlobalBatches:
@@ -87,14 +86,7 @@ def _train(config: ConfigDict, workdir: Path, devices, progress: bool):
         state = checkpoints.restore(experiment.restore_target())
     start = int(jax.device_get(state.step))
     log = MetricsLog(workdir, start) if _is_chief() else None
-    step_fn = jax.jit(
-        make_train_step(
-            experiment.method, experiment.optimizers, config.ema.decay, experiment.key(STEP_STREAM)
-        ),
-        in_shardings=(experiment.state_shardings, batches.sharding),
-        out_shardings=(experiment.state_shardings, experiment.replicated),
-        donate_argnums=0,
-    )
+    step_fn = experiment.jit_train_step(batches.sharding)
     sampler = experiment.sampler(config.num_samples)
     bar = tqdm(total=config.total_steps, initial=start, disable=not (progress and _is_chief()), desc="train", unit="step")
     try:
