@@ -26,16 +26,19 @@ def _octaves(image_size: int, base: int = 4) -> int:
 
 
 class CnnGenerator(nn.Module):
-    """z -> linear 4x4xC0 -> BN-ReLU -> [4x4 s2 deconv -> BN-ReLU]* -> 3x3 conv -> tanh."""
+    """z -> linear 4x4xC0 -> BN-ReLU -> [4x4 s2 deconv -> BN-ReLU]* -> 3x3 conv -> tanh.
+
+    As in the JAX net, the layers feeding batch norm have no bias.
+    """
 
     def __init__(self, latent_dim: int, channels, spectral_norm: bool = False):
         super().__init__()
         self.c0 = channels[0]
-        self.fc = _sn(nn.Linear(latent_dim, 4 * 4 * channels[0]), spectral_norm)
+        self.fc = _sn(nn.Linear(latent_dim, 4 * 4 * channels[0], bias=False), spectral_norm)
         layers = [nn.BatchNorm2d(channels[0]), nn.ReLU()]
         for cin, cout in zip(channels[:-1], channels[1:]):
             layers += [
-                _sn(nn.ConvTranspose2d(cin, cout, 4, 2, 1), spectral_norm),
+                _sn(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), spectral_norm),
                 nn.BatchNorm2d(cout),
                 nn.ReLU(),
             ]
@@ -70,14 +73,14 @@ class CnnDiscriminator(nn.Module):
 
 
 class GeneratorResBlock(nn.Module):
-    """BN-ReLU-up-conv3-BN-ReLU-conv3 with an up-conv1 shortcut."""
+    """BN-ReLU-up-conv3-BN-ReLU-conv3 with an up-conv1 shortcut (no conv biases, as in JAX)."""
 
     def __init__(self, cin: int, cout: int, spectral_norm: bool = False):
         super().__init__()
         self.bn1, self.bn2 = nn.BatchNorm2d(cin), nn.BatchNorm2d(cout)
-        self.conv1 = _sn(nn.Conv2d(cin, cout, 3, 1, 1), spectral_norm)
-        self.conv2 = _sn(nn.Conv2d(cout, cout, 3, 1, 1), spectral_norm)
-        self.shortcut = _sn(nn.Conv2d(cin, cout, 1), spectral_norm)
+        self.conv1 = _sn(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), spectral_norm)
+        self.conv2 = _sn(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), spectral_norm)
+        self.shortcut = _sn(nn.Conv2d(cin, cout, 1, bias=False), spectral_norm)
 
     def forward(self, x):
         h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2)
@@ -117,7 +120,7 @@ class ResnetGenerator(nn.Module):
     def __init__(self, latent_dim: int, image_size: int, features: int, spectral_norm: bool = False):
         super().__init__()
         self.features = features
-        self.fc = _sn(nn.Linear(latent_dim, 4 * 4 * features), spectral_norm)
+        self.fc = _sn(nn.Linear(latent_dim, 4 * 4 * features, bias=False), spectral_norm)
         self.blocks = nn.Sequential(
             *[GeneratorResBlock(features, features, spectral_norm) for _ in range(_octaves(image_size))]
         )
@@ -135,12 +138,11 @@ class ResnetDiscriminator(nn.Module):
     def __init__(self, image_size: int, features: int, spectral_norm: bool = True):
         super().__init__()
         downsamples = _octaves(image_size, base=8)
-        self.blocks = nn.Sequential(
-            *[
-                DiscriminatorResBlock(3 if i == 0 else features, features, i < downsamples, i == 0, spectral_norm)
-                for i in range(downsamples + 2)
-            ]
-        )
+        blocks = []
+        for i in range(downsamples + 2):
+            cin = 3 if i == 0 else features
+            blocks.append(DiscriminatorResBlock(cin, features, i < downsamples, i == 0, spectral_norm))
+        self.blocks = nn.Sequential(*blocks)
         self.fc = _sn(nn.Linear(features, 1), spectral_norm)
 
     def forward(self, x):

@@ -7,8 +7,8 @@ What is measured, for batch 64 of 32x32 LFW images (``experiments/gan_zoo/lfw.py
   * ``wgan_gp_cnn``  - WGAN-GP, standard CNN, lambda = 10, n_critic = 5
 
 One *iteration* is one generator update including its ``n_critic`` discriminator updates, i.e.
-one call of the jitted ``faceflax.train.step.make_train_step`` step, set up exactly as
-``faceflax/train/loop.py`` does (same shardings, donation, mesh and RNG mode). For each setting:
+one call of the trainer's own jitted step (``Experiment.jit_train_step``: same shardings and
+donation), run as ``faceflax/train/loop.py`` runs it (same mesh and RNG mode). For each setting:
 
   * compile s: ``jit(...).lower(state, batch).compile()`` (trace + XLA compile), reported apart;
   * JAX s/iter: steady state: ``warmup`` untimed calls (each closed by ``block_until_ready``),
@@ -25,7 +25,8 @@ one call of the jitted ``faceflax.train.step.make_train_step`` step, set up exac
 Every measurement runs in its own fresh subprocess of this script (hidden ``--worker`` mode
 printing JSON), JAX with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. The 8-device
 rows run the data-parallel sharded path on 8 *simulated* CPU devices sharing the machine's cores:
-they show that the sharded program works and what it costs, and are not expected to be faster.
+they show that the sharded program works and what it costs. They bring no extra hardware: any
+difference to 1 device only reflects how XLA:CPU schedules 8 small programs on the same cores.
 Timings on a shared machine are noisy; compare the ratios of one run, not absolute numbers across
 runs. The script exits non-zero only when a measurement errors, never for a missed target.
 
@@ -33,6 +34,10 @@ Usage (from the repository root)::
 
   python benchmarks/train_step.py [--quick] [--settings sngan_cnn,wgan_gp_cnn] [--devices 1,8]
                                    [--skip-torch]
+
+On the 2-core development machine ``--quick`` takes about 7 minutes for everything (the ResNet
+alone needs ~25 s per PyTorch iteration); ``--quick --settings sngan_cnn --devices 1`` about one.
+PyTorch (CPU) is a benchmark-only dependency: ``pip install torch``.
 """
 
 import argparse
@@ -116,9 +121,8 @@ def jax_worker(setting: Setting, devices: int, protocol: Protocol) -> dict:
     """Compile time and steady-state s/iter of the library's jitted train step."""
     import jax
 
-    from faceflax.train.experiment import STEP_STREAM, setup
+    from faceflax.train.experiment import setup
     from faceflax.train.loop import make_batches
-    from faceflax.train.step import make_train_step
 
     available = jax.devices()
     if len(available) < devices:
@@ -131,14 +135,7 @@ def jax_worker(setting: Setting, devices: int, protocol: Protocol) -> dict:
         state = jax.block_until_ready(experiment.init())
         # A few distinct batches, made before timing (the trainer prefetches them in a thread).
         pool = [jax.block_until_ready(batches(i)) for i in range(4)]
-        step = jax.jit(
-            make_train_step(
-                experiment.method, experiment.optimizers, config.ema.decay, experiment.key(STEP_STREAM)
-            ),
-            in_shardings=(experiment.state_shardings, batches.sharding),
-            out_shardings=(experiment.state_shardings, experiment.replicated),
-            donate_argnums=0,
-        )
+        step = experiment.jit_train_step(batches.sharding)  # the trainer's own jitted step
         with jax.set_mesh(experiment.mesh):
             start = time.perf_counter()
             lowered = step.lower(state, pool[0])
@@ -307,18 +304,20 @@ def main(argv=None) -> int:
             )
 
     print()
-    print(f"gan_zoo train step: batch {BATCH_SIZE}, 32x32; 1 iter = 1 generator update incl. its n_critic "
-          f"discriminator updates ({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s)")  # fmt: skip
+    mode = "quick" if args.quick else "full"
+    print(f"gan_zoo train step: batch {BATCH_SIZE}, 32x32; 1 iter = 1 generator update incl. its "
+          f"n_critic discriminator updates ({mode} run, {time.perf_counter() - started:.0f} s)")  # fmt: skip
     print(format_table(rows))
     print()
     if use_torch:
         print("PyTorch: measured in this run (benchmarks/torch_reference.py, same nets, 2 threads, "
               "same warm-up/timing protocol).")  # fmt: skip
     else:
-        print("PyTorch (ref): reference numbers from the issue (1.9 s, 24 s, 2.3 s), NOT measured in this run.")
+        print("PyTorch (ref): reference numbers from the issue (1.9 s, 24 s, 2.3 s), NOT measured in "
+              "this run.")  # fmt: skip
     if any(d > 1 for d in device_counts):
-        print("devices > 1: simulated CPU devices sharing the same cores; they exercise the sharded "
-              "path and are not expected to be faster.")  # fmt: skip
+        print("devices > 1: simulated CPU devices sharing the same cores: they exercise the sharded "
+              "path, they add no hardware (a difference to 1 device is XLA:CPU scheduling).")  # fmt: skip
     print("compile s (trace + XLA compile) is not part of s/iter.")
     load_after = os.getloadavg()[0]
     print(f"1-min load average: {load_before:.1f} at start, {load_after:.1f} at end on {os.cpu_count()} "
