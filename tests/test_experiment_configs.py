@@ -41,4 +41,4 @@ def test_celeba_runlocal_trains_on_a_manual_download(trained_runlocal, tmp_path_
         "celeba.py:sngan,runlocal", f"data.manual_dir='{manual}'", f"data.data_dir='{root / 'tfds'}'"
     )
     _check_run(state, workdir, 64)
-    assert np.asarray(state.params["discriminator"]["SNConv_0"]["sn"]["kernel"]).shape[2] == 3
+    assert np.asarray(state.params["discriminator"]["Conv_0"]["sn"]["kernel"]).shape[2] == 3

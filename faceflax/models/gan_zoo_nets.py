@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from faceflax.nn.attention import SelfAttention
 from faceflax.nn.resblocks import DiscriminatorResBlock, GeneratorResBlock
-from faceflax.nn.spectral_norm import conv, dense
+from faceflax.nn.conv import conv, dense
 
 
 def num_octaves(image_size: int, base: int = 4) -> int:
@@ -143,10 +143,11 @@ class VaeEncoder(nn.Module):
     def __call__(self, images: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
         """images: ``[B, H, W, C]`` in [0, 1] -> ``mean, log_var``, each ``[B, latent_dim]``."""
         del train  # no layer behaves differently in training
+        plain = dict(spectral_norm=False, update_stats=False)
         x = images * 2.0 - 1.0
         for features in self.channels:
-            x = nn.relu(nn.Conv(features, (4, 4), (2, 2))(x))
-        stats = nn.Dense(2 * self.latent_dim)(x.reshape(x.shape[0], -1))
+            x = nn.relu(conv(features, 4, strides=2, **plain)(x))
+        stats = dense(2 * self.latent_dim, **plain)(x.reshape(x.shape[0], -1))
         return stats[:, : self.latent_dim], stats[:, self.latent_dim :]
 
 
@@ -160,7 +161,8 @@ class VaeDecoder(nn.Module):
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
         """z: ``[B, latent]`` -> images ``[B, 4 * 2^k, 4 * 2^k, out_channels]`` in [0, 1]."""
         del train  # no layer behaves differently in training
-        x = nn.relu(nn.Dense(4 * 4 * self.channels[0])(z)).reshape(-1, 4, 4, self.channels[0])
+        plain = dict(spectral_norm=False, update_stats=False)
+        x = nn.relu(dense(4 * 4 * self.channels[0], **plain)(z)).reshape(-1, 4, 4, self.channels[0])
         for features in self.channels[1:]:
-            x = nn.relu(nn.ConvTranspose(features, (4, 4), (2, 2))(x))
-        return jax.nn.sigmoid(nn.Conv(self.out_channels, (3, 3))(x))
+            x = nn.relu(conv(features, 4, strides=2, transpose=True, **plain)(x))
+        return jax.nn.sigmoid(conv(self.out_channels, 3, **plain)(x))

@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from faceflax.nn.spectral_norm import conv
+from faceflax.nn.conv import conv
 
 
 class SelfAttention(nn.Module):

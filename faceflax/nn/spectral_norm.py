@@ -49,8 +49,8 @@ def spectral_normalize(
     return kernel / sigma, u, sigma
 
 
-class _SpectralKernel(nn.Module):
-    """Declares a kernel and its ``u`` vector; returns the normalised kernel."""
+class SpectralKernel(nn.Module):
+    """Declares a kernel and its ``u`` vector; returns the kernel divided by its spectral norm."""
 
     shape: Sequence[int]
     kernel_init: nn.initializers.Initializer
@@ -67,92 +67,3 @@ class _SpectralKernel(nn.Module):
         if update_stats and not self.is_initializing():
             u.value = u_new
         return normalized
-
-
-class SNDense(nn.Module):
-    """Dense layer with a spectrally normalised kernel (thesis eq. 2.59-2.61)."""
-
-    features: int
-    use_bias: bool = True
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, update_stats: bool = True) -> jax.Array:
-        """x: ``[..., in]`` -> ``[..., features]``."""
-        kernel = _SpectralKernel((x.shape[-1], self.features), self.kernel_init, name="sn")(
-            update_stats
-        )
-        y = x @ kernel
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
-
-
-class SNConv(nn.Module):
-    """2-D (transposed) convolution, NHWC, with a spectrally normalised kernel (eq. 2.59-2.61).
-
-    For ``transpose=True`` the kernel is ``[kh, kw, in, out]`` as in ``flax.linen.ConvTranspose``
-    and its ``[out, kh * kw * in]`` matrix is normalised, like the forward convolution's.
-    """
-
-    features: int
-    kernel_size: tuple[int, int] = (3, 3)
-    strides: tuple[int, int] = (1, 1)
-    padding: str | Sequence[tuple[int, int]] = "SAME"
-    use_bias: bool = True
-    transpose: bool = False
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, update_stats: bool = True) -> jax.Array:
-        """x: ``[B, H, W, C]`` -> ``[B, H', W', features]``."""
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = _SpectralKernel(shape, self.kernel_init, name="sn")(update_stats)
-        numbers = ("NHWC", "HWIO", "NHWC")
-        if self.transpose:
-            y = jax.lax.conv_transpose(x, kernel, self.strides, self.padding, dimension_numbers=numbers)
-        else:
-            y = jax.lax.conv_general_dilated(x, kernel, self.strides, self.padding, dimension_numbers=numbers)
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
-
-
-def conv(
-    features: int,
-    kernel_size: int,
-    *,
-    strides: int = 1,
-    spectral_norm: bool,
-    update_stats: bool,
-    padding: str | Sequence[tuple[int, int]] = "SAME",
-    transpose: bool = False,
-    use_bias: bool = True,
-    name: str | None = None,
-):
-    """A (transposed) conv layer ``x -> y`` (NHWC), spectrally normalised or plain.
-
-    Call inside ``nn.compact``; ``update_stats`` only matters for spectral norm.
-    """
-    size, step = (kernel_size, kernel_size), (strides, strides)
-    if spectral_norm:
-        layer = SNConv(features, size, step, padding, use_bias, transpose, name=name)
-        return lambda x: layer(x, update_stats)
-    if transpose:
-        return nn.ConvTranspose(features, size, step, padding, use_bias=use_bias, name=name)
-    return nn.Conv(features, size, step, padding, use_bias=use_bias, name=name)
-
-
-def dense(
-    features: int,
-    *,
-    spectral_norm: bool,
-    update_stats: bool,
-    use_bias: bool = True,
-    name: str | None = None,
-):
-    """A dense layer ``x -> y``, spectrally normalised or plain; call inside ``nn.compact``."""
-    if spectral_norm:
-        layer = SNDense(features, use_bias, name=name)
-        return lambda x: layer(x, update_stats)
-    return nn.Dense(features, use_bias=use_bias, name=name)

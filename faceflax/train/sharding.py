@@ -4,8 +4,8 @@ The mesh comes from the config as ``((axis_name, size), ...)`` with at most one 
 takes the remaining devices; the default ``(("data", -1),)`` is pure data parallelism. Batches are
 split over the ``data`` and ``fsdp`` axes. State leaves are replicated unless a rule
 ``(regex, spec)`` ``re.search``-es their ``/``-joined path, such as
-``params/discriminator/SNConv_1/sn/kernel`` or ``opt_state/discriminator/0/mu/SNConv_1/sn/kernel``:
-write rules against the parameter's own suffix (``r"SNConv_\\d+/sn/kernel$"`` with spec
+``params/discriminator/Conv_1/sn/kernel`` or ``opt_state/discriminator/0/mu/Conv_1/sn/kernel``:
+write rules against the parameter's own suffix (``r"Conv_\\d+/sn/kernel$"`` with spec
 ``(None, None, None, "fsdp")``) so optimiser moments and EMA weights follow their parameter.
 """
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from faceflax.nn.spectral_norm import SPECTRAL_STATS, SNConv, SNDense, as_matrix, spectral_normalize
+from faceflax.nn.conv import Conv, Dense
+from faceflax.nn.spectral_norm import SPECTRAL_STATS, as_matrix, spectral_normalize
 
 
 def _power_iterate(kernel, steps, seed=0):
@@ -56,7 +57,10 @@ def test_gradient_matches_finite_differences_at_converged_u():
         check_grads(lambda w: spectral_normalize(w, u)[0], (kernel,), order=1, modes=("rev",))
 
 
-@pytest.mark.parametrize("layer, x", [(SNDense(7), jnp.ones((2, 5))), (SNConv(4), jnp.ones((2, 6, 6, 3)))])
+@pytest.mark.parametrize(
+    "layer, x",
+    [(Dense(7, spectral_norm=True), jnp.ones((2, 5))), (Conv(4, spectral_norm=True), jnp.ones((2, 6, 6, 3)))],
+)
 def test_u_is_state_that_persists_across_steps(layer, x):
     variables = layer.init(jax.random.key(0), x)
     assert SPECTRAL_STATS in variables and "batch_stats" not in variables

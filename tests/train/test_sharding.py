@@ -17,7 +17,7 @@ def test_eight_devices_match_one_device(tmp_path, make_config, variant):
     config = make_config(f"lfw.py:{variant},runlocal", "total_steps=3")
     one = train(config, tmp_path / "one", devices=jax.devices()[:1], progress=False)
     eight = train(config, tmp_path / "eight", progress=False)
-    assert len(eight.params["discriminator"]["SNConv_0" if "sngan" in variant else "DiscriminatorResBlock_0"])
+    assert len(eight.params["discriminator"]["Conv_0" if "sngan" in variant else "DiscriminatorResBlock_0"])
     one_losses, eight_losses = _trajectory(tmp_path / "one"), _trajectory(tmp_path / "eight")
     for name in one_losses:
         np.testing.assert_allclose(eight_losses[name], one_losses[name], rtol=2e-4, atol=1e-5, err_msg=name)
@@ -29,17 +29,17 @@ def test_eight_devices_match_one_device(tmp_path, make_config, variant):
 
 
 def test_fsdp_parameter_rules_shard_and_match_data_parallel(tmp_path, make_config):
-    rule = r"((r'SNConv_\d+/sn/kernel$', (None, None, None, 'fsdp')),)"
+    rule = r"((r'Conv_\d+/sn/kernel$', (None, None, None, 'fsdp')),)"
     base = make_config("lfw.py:sngan,runlocal", "total_steps=3")
     fsdp = make_config(
         "lfw.py:sngan,runlocal", "total_steps=3", "mesh=(('data', 4), ('fsdp', 2))", f"sharding_rules={rule}"
     )
     train(base, tmp_path / "data", progress=False)
     state = train(fsdp, tmp_path / "fsdp", progress=False)
-    kernel = state.params["discriminator"]["SNConv_1"]["sn"]["kernel"]
+    kernel = state.params["discriminator"]["Conv_1"]["sn"]["kernel"]
     assert kernel.sharding.spec == PartitionSpec(None, None, None, "fsdp")
     assert kernel.addressable_shards[0].data.shape[-1] == kernel.shape[-1] // 2
-    moment = state.opt_state["discriminator"][0].mu["SNConv_1"]["sn"]["kernel"]
+    moment = state.opt_state["discriminator"][0].mu["Conv_1"]["sn"]["kernel"]
     assert moment.sharding.spec == PartitionSpec(None, None, None, "fsdp")
     reference, sharded = _trajectory(tmp_path / "data"), _trajectory(tmp_path / "fsdp")
     for name in reference:
