@@ -1,8 +1,8 @@
 """Conv and dense layers whose kernel is optionally spectrally normalised (thesis eq. 2.59-2.61).
 
 Both take ``update_stats`` (advance the power iteration's ``u``; ignored without spectral norm).
-4x4 stride-2 ``SAME`` convolutions and transposed convolutions run through
-:mod:`faceflax.nn.stride2`, which computes the same function with fast gradients on XLA:CPU.
+4x4 stride-2 ``SAME`` transposed convolutions run through :mod:`faceflax.nn.stride2`, which
+computes the same function with fast gradients on XLA:CPU.
 """
 
 from typing import Sequence
@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 
 from faceflax.nn.spectral_norm import SpectralKernel
-from faceflax.nn.stride2 import conv_stride2, conv_transpose_stride2
+from faceflax.nn.stride2 import conv_transpose_stride2
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -26,15 +26,12 @@ def _kernel(module: nn.Module, shape: tuple[int, ...], spectral_norm: bool, upda
 def convolve(
     x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding, transpose: bool
 ) -> jax.Array:
-    """NHWC (transposed) convolution with an HWIO kernel, with the stride-2 fast paths."""
-    fast = strides == (2, 2) and kernel.shape[:2] == (4, 4) and padding == "SAME"
-    if transpose:
-        if fast:
-            return conv_transpose_stride2(x, kernel)
-        return jax.lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_DIMS)
-    if fast and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
-        return conv_stride2(x, kernel)
-    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMS)
+    """NHWC (transposed) convolution with an HWIO kernel, with the stride-2 transposed fast path."""
+    if not transpose:
+        return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMS)
+    if strides == (2, 2) and kernel.shape[:2] == (4, 4) and padding == "SAME":
+        return conv_transpose_stride2(x, kernel)
+    return jax.lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_DIMS)
 
 
 class Conv(nn.Module):
