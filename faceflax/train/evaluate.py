@@ -46,7 +46,7 @@ def evaluate(config: ConfigDict, workdir: str | os.PathLike, devices=None, progr
         finally:
             checkpoints.close()
         batches = make_batches(experiment)
-        features = jax.jit(lambda images: load_feature_fn(config.eval.features)(images))
+        features = jax.jit(load_feature_fn(config.eval.features))
         with jax.set_mesh(experiment.mesh):
             sampler = experiment.sampler(config.batch_size)
             rounds = math.ceil(config.eval.num_samples / config.batch_size)

@@ -30,8 +30,9 @@ def _phase_update(
             updates, opt_state[name] = optimizers[name].update(grads[name], opt_state[name], params[name])
             params[name] = optax.apply_updates(params[name], updates)
             if phase.clip_value is not None:  # WGAN weight clipping, thesis Algorithm 3
-                c = phase.clip_value
-                params[name] = jax.tree.map(lambda p: jnp.clip(p, -c, c), params[name])
+                params[name] = jax.tree.map(
+                    lambda p: jnp.clip(p, -phase.clip_value, phase.clip_value), params[name]
+                )
         return (params, net_state, opt_state), {"loss": value, **metrics}
 
     return update
