@@ -11,9 +11,7 @@ import flax.linen as nn
 import jax
 
 from faceflax.nn.spectral_norm import SpectralKernel
-from faceflax.nn.stride2 import conv_transpose_stride2
-
-_DIMS = ("NHWC", "HWIO", "NHWC")
+from faceflax.nn.stride2 import NHWC_DIMS, conv_transpose_stride2
 
 
 def _kernel(module: nn.Module, shape: tuple[int, ...], spectral_norm: bool, update_stats: bool):
@@ -28,10 +26,10 @@ def convolve(
 ) -> jax.Array:
     """NHWC (transposed) convolution with an HWIO kernel, with the stride-2 transposed fast path."""
     if not transpose:
-        return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMS)
+        return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC_DIMS)
     if strides == (2, 2) and kernel.shape[:2] == (4, 4) and padding == "SAME":
         return conv_transpose_stride2(x, kernel)
-    return jax.lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_DIMS)
+    return jax.lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=NHWC_DIMS)
 
 
 class Conv(nn.Module):

@@ -17,7 +17,7 @@ so it stays a plain ``lax`` convolution. Parameters keep ``flax.linen.ConvTransp
 import jax
 import jax.numpy as jnp
 
-_DIMS = ("NHWC", "HWIO", "NHWC")
+NHWC_DIMS = ("NHWC", "HWIO", "NHWC")  # lax dimension numbers for NHWC images, HWIO kernels
 
 
 def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -37,7 +37,7 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     # [t_y, t_x] = [2 w_y + p_y, 2 w_x + p_x] -> [w_y, w_x, C, (p_y, p_x, O)]
     k = kernel.reshape(2, 2, 2, 2, c, o).transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, c, 4 * o)
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    windows = jax.lax.conv_general_dilated(padded, k, (1, 1), "VALID", dimension_numbers=_DIMS)
+    windows = jax.lax.conv_general_dilated(padded, k, (1, 1), "VALID", dimension_numbers=NHWC_DIMS)
     windows = windows.reshape(*windows.shape[:3], 2, 2, o)  # [B, H+1, W+1, p_y, p_x, O]
     # output pixel (2m + p_y, 2n + p_x) is window (m + p_y, n + p_x) of phase (p_y, p_x)
     phases = jnp.stack(

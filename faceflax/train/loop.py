@@ -88,7 +88,13 @@ def _train(config: ConfigDict, workdir: Path, devices, progress: bool):
     log = MetricsLog(workdir, start) if _is_chief() else None
     step_fn = experiment.jit_train_step(batches.sharding)
     sampler = experiment.sampler(config.num_samples)
-    bar = tqdm(total=config.total_steps, initial=start, disable=not (progress and _is_chief()), desc="train", unit="step")
+    bar = tqdm(
+        total=config.total_steps,
+        initial=start,
+        disable=not (progress and _is_chief()),
+        desc="train",
+        unit="step",
+    )
     try:
         with jax.set_mesh(experiment.mesh), concurrent.futures.ThreadPoolExecutor(1) as prefetch:
             upcoming = prefetch.submit(batches, start)

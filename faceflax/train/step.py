@@ -58,20 +58,17 @@ def make_train_step(
         metrics, offset = {}, 0
         for index, phase in enumerate(method.phases):
             keys = jax.random.split(jax.random.fold_in(key, index), phase.repeats)
-            phase_batches = None
-            if phase.uses_data:
-                phase_batches = batches[offset : offset + phase.repeats]
-                offset += phase.repeats
             update = _phase_update(method, optimizers, phase)
             # A Python loop, not lax.scan: XLA:CPU runs loop bodies several times slower than
             # straight-line code (measured 6x on one SN-GAN step), for a little more compile time.
             repeat_metrics = []
             for repeat in range(phase.repeats):
-                batch = None if phase_batches is None else phase_batches[repeat]
+                batch = batches[offset + repeat] if phase.uses_data else None
                 carry, step_metrics = update(carry, batch, keys[repeat])
                 repeat_metrics.append(step_metrics)
-            for name in repeat_metrics[0]:
-                metrics[f"{phase.name}_{name}"] = jnp.mean(jnp.stack([m[name] for m in repeat_metrics]))
+            offset += phase.repeats if phase.uses_data else 0
+            averaged = jax.tree.map(lambda *values: jnp.mean(jnp.stack(values)), *repeat_metrics)
+            metrics.update({f"{phase.name}_{name}": value for name, value in averaged.items()})
         params, net_state, opt_state = carry
         ema = {
             name: _ema(ema_params, params[name], ema_decay)
