@@ -56,3 +56,14 @@ def trained_runlocal(tmp_path_factory):
         return runs[key]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def asset_mirror():
+    """The offline asset mirror named by ``$FACEFLAX_ASSETS``; tests that need it skip without it."""
+    from pathlib import Path
+
+    root = os.environ.get("FACEFLAX_ASSETS")
+    if not root or not Path(root).is_dir():
+        pytest.skip("FACEFLAX_ASSETS is not set to an asset mirror (e.g. ../shared/assets)")
+    return Path(root)

@@ -1,0 +1,1 @@
+"""3D face geometry: morphable models, cameras, rotations, lighting, mesh normals."""

@@ -1,0 +1,1 @@
+"""Our differentiable rasterizer in JAX (nvdiffrast-shaped) and UV-space operations."""
