@@ -1,9 +1,11 @@
-"""The ``faceflax`` command: ``faceflax train | eval --config FILE.py[:ARG] --workdir DIR``."""
+"""The ``faceflax`` command: ``faceflax train | eval --config FILE.py[:ARG] --workdir DIR`` and
+``faceflax assets list | verify [NAME...] | fetch NAME``."""
 
 import argparse
 import sys
 from pathlib import Path
 
+from faceflax import assets
 from faceflax.config import apply_overrides, describe_configs, load_config
 
 
@@ -26,7 +28,7 @@ def _config_listing() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceflax",
-        description="GAN-based face synthesis in JAX/Flax: train and evaluate experiment configs.",
+        description="GAN-based face synthesis in JAX/Flax: train and evaluate experiment configs, manage assets.",
         epilog=_config_listing(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -57,12 +59,50 @@ def _parser() -> argparse.ArgumentParser:
             action="store_true",
             help="multi-host pod: call jax.distributed.initialize() first (run on every host)",
         )
+    asset_command = commands.add_parser("assets", help="list, verify or download third-party assets (face models)")
+    actions = asset_command.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="each asset's licence, where it is found and whether it is gated")
+    verify = actions.add_parser("verify", help="check files and sha256 hashes; exit 1 on any problem")
+    verify.add_argument("names", nargs="*", metavar="NAME", help="assets to check (default: those present)")
+    fetch = actions.add_parser("fetch", help="download into the user cache ($FACEFLAX_HOME, ~/.cache/faceflax)")
+    fetch.add_argument("name", metavar="NAME")
+    fetch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _assets(args: argparse.Namespace) -> int:
+    """``faceflax assets list | verify | fetch``; returns the exit code."""
+    if args.action == "fetch":
+        print(f"{args.name}: {assets.fetch(args.name, progress=not args.no_progress)}")
+    elif args.action == "list":
+        rows = [("name", "licence", "gated", "location")]
+        rows += [
+            (name, asset.licence, "yes" if asset.gated else "no", str(assets.locate(name) or "missing"))
+            for name, asset in assets.ASSETS.items()
+        ]
+        widths = [max(map(len, column)) for column in zip(*rows)]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    else:
+        failed = False
+        for name in args.names or list(assets.ASSETS):
+            folder = assets.locate(name)
+            if folder is None and not args.names:
+                print(f"{name}: not present, skipped")
+            elif problems := assets.verify(name):
+                print("\n".join(problems), file=sys.stderr)
+                failed = True
+            else:
+                print(f"{name}: ok ({folder})")
+        return 1 if failed else 0
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "assets":
+            return _assets(args)
         config = load_config(args.config)
         apply_overrides(config, args.set)
         if args.distributed:
