@@ -8,7 +8,7 @@ textures are sampled bilinearly. Both are differentiable w.r.t. every floating-p
 import jax
 import jax.numpy as jnp
 
-from faceflax.render.rasterize import Fragments
+from faceflax.render.rasterizer import Fragments
 
 
 def _batched(x: jax.Array, batch: int, ndim: int, name: str) -> jax.Array:

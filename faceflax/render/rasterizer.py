@@ -18,6 +18,7 @@ recomputed from the winning triangle's vertices, so gradients reach vertex posit
 :func:`faceflax.render.interpolate`, attributes.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -48,12 +49,22 @@ def _screen(clip: jax.Array, size: tuple[int, int]) -> tuple[jax.Array, jax.Arra
 def _edge_values(x, y, px, py):
     """Edge functions (e0, e1, e2) of pixel (px, py) against the triangle x, y = (x0,x1,x2), (y0,y1,y2).
 
-    e_k is twice the signed area of (p, v_{k+1}, v_{k+2}), written so that the edge (a, b) seen
-    from the neighbouring triangle as (b, a) gives exactly the negated float: no cracks.
+    e_k is twice the signed area of (p, v_{k+1}, v_{k+2}). Each edge is evaluated with its end
+    points in a canonical order and the sign flipped afterwards, so the neighbour that walks the
+    edge the other way gets exactly the negated float even where XLA contracts to FMA: no cracks.
     """
-    x0, x1, x2 = (xk - px for xk in x)
-    y0, y1, y2 = (yk - py for yk in y)
-    return x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0
+    return tuple(
+        _edge(x[(k + 1) % 3], y[(k + 1) % 3], x[(k + 2) % 3], y[(k + 2) % 3], px, py)
+        for k in range(3)
+    )
+
+
+def _edge(xa, ya, xb, yb, px, py):
+    swap = (xa > xb) | ((xa == xb) & (ya > yb))
+    x1, y1 = jnp.where(swap, xb, xa) - px, jnp.where(swap, yb, ya) - py
+    x2, y2 = jnp.where(swap, xa, xb) - px, jnp.where(swap, ya, yb) - py
+    value = x1 * y2 - x2 * y1
+    return jnp.where(swap, -value, value)
 
 
 def _triangle_setup(
@@ -224,6 +235,7 @@ def _barycentrics(clip, faces, tri_id, size):
     return bary, jnp.where(covered, depth, 1.0)
 
 
+@functools.partial(jax.jit, static_argnames=("size", "chunk", "cull_backfaces"))
 def rasterize(
     clip_verts: jax.Array,
     faces: jax.Array,
