@@ -724,3 +724,51 @@ def from_obj(
         uv_faces=mesh.uv_faces,
         landmarks=landmarks,
     )
+
+
+def load_model(spec: str, *, download: bool = True) -> MorphableModel:
+    """A model by name through the asset registry: ``ict``, ``ict+head``, ``mediapipe``,
+    ``bfm:PATH`` (a ``BFM_model_front.mat`` file, or a folder holding one, or the BFM 2009
+    ``01_MorphableModel.mat`` with whichever of Deep3DFaceRecon's ``Exp_Pca.bin``,
+    ``std_exp.txt``, ``BFM_exp_idx.mat``, ``BFM_front_idx.mat`` and ``facemodel_info.mat`` sit
+    beside it) or ``npz:PATH``.
+    """
+    from faceflax import assets
+
+    kind, _, path = spec.partition(":")
+    if kind in ("ict", "ict+head") and not path:
+        folder = assets.resolve("ict-facekit", download=download)
+        return from_ict(folder, region="face+head" if kind == "ict+head" else "face")
+    if kind == "mediapipe" and not path:
+        folder = assets.resolve("mediapipe", download=download)
+        return from_obj(
+            folder / "canonical_face_model.obj", "mediapipe", MEDIAPIPE_IBUG68
+        )
+    if kind == "npz" and path:
+        return load_npz(path)
+    if kind == "bfm" and path:
+        location = Path(path)
+        front = location if location.is_file() else location / "BFM_model_front.mat"
+        if front.is_file():
+            return from_bfm_front(front)
+        full = location / "01_MorphableModel.mat"
+        if full.is_file():
+
+            def optional(name):
+                return location / name if (location / name).is_file() else None
+
+            return from_bfm2009(
+                full,
+                optional("Exp_Pca.bin"),
+                optional("std_exp.txt"),
+                exp_idx_path=optional("BFM_exp_idx.mat"),
+                front_idx_path=optional("BFM_front_idx.mat"),
+                info_path=optional("facemodel_info.mat"),
+            )
+        raise ValueError(
+            f"no Basel Face Model at {path}: expected BFM_model_front.mat or 01_MorphableModel.mat. "
+            + assets.ASSETS["bfm"].how_to_get
+        )
+    raise ValueError(
+        f"unknown morphable model {spec!r}: use ict, ict+head, mediapipe, bfm:PATH or npz:PATH"
+    )

@@ -452,3 +452,26 @@ def test_from_obj_needs_uvs(tmp_path):
     path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     with pytest.raises(ValueError, match="texture coordinates"):
         mm.from_obj(path)
+
+
+def test_load_model_resolves_names_and_bfm_folders(
+    bfm_files, asset_mirror, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FACEFLAX_ASSETS", str(asset_mirror))
+    assert mm.load_model("mediapipe").num_vertices == 468
+    folder = bfm_files["folder"]
+    front = mm.load_model(f"bfm:{folder}")
+    np.testing.assert_array_equal(
+        front.mean, mm.from_bfm_front(folder / "BFM_model_front.mat").mean
+    )
+    full_only = tmp_path / "bfm"
+    full_only.mkdir()
+    (full_only / "01_MorphableModel.mat").write_bytes(
+        (folder / "01_MorphableModel.mat").read_bytes()
+    )
+    full = mm.load_model(f"bfm:{full_only}")
+    assert (full.id_rank, full.exp_rank) == (199, 0)
+    with pytest.raises(ValueError, match="no Basel Face Model at .*Register at"):
+        mm.load_model(f"bfm:{tmp_path / 'nothing'}")
+    with pytest.raises(ValueError, match="unknown morphable model 'bfm2017'"):
+        mm.load_model("bfm2017")
