@@ -9,7 +9,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Many tests compile the same runlocal steps; XLA's persistent cache keys on the program, so it
 # shares those compiles across tests and subprocesses.
 os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "xla")
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "xla"),
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
@@ -65,5 +66,27 @@ def asset_mirror():
 
     root = os.environ.get("FACEFLAX_ASSETS")
     if not root or not Path(root).is_dir():
-        pytest.skip("FACEFLAX_ASSETS is not set to an asset mirror (e.g. ../shared/assets)")
+        pytest.skip(
+            "FACEFLAX_ASSETS is not set to an asset mirror (e.g. ../shared/assets)"
+        )
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def ict_face(asset_mirror):
+    """The ICT-FaceKit face-region morphable model, loaded once per session."""
+    from faceflax.geometry.morphable import from_ict
+
+    return from_ict(asset_mirror / "ict-facekit")
+
+
+@pytest.fixture(scope="session")
+def mediapipe_face(asset_mirror):
+    """The MediaPipe canonical face as a mean-only model with iBUG-68 landmarks."""
+    from faceflax.geometry.morphable import MEDIAPIPE_IBUG68, from_obj
+
+    return from_obj(
+        asset_mirror / "mediapipe" / "canonical_face_model.obj",
+        "mediapipe",
+        MEDIAPIPE_IBUG68,
+    )
