@@ -10,7 +10,7 @@ drift apart silently. PyTorch is only a benchmark dependency; it is not in ``pyp
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -108,8 +108,7 @@ def load_setting_config(setting: Setting):
     apply_overrides(config, [f"batch_size={BATCH_SIZE}"])
     if config.method.n_critic != setting.n_critic:
         raise RuntimeError(
-            f"{setting.name}: config has n_critic={config.method.n_critic}, the benchmark expects "
-            f"{setting.n_critic}"
+            f"{setting.name}: config has n_critic={config.method.n_critic}, the benchmark expects {setting.n_critic}"
         )
     return config
 
@@ -297,10 +296,18 @@ def main(argv=None) -> int:
             result = run_worker("jax", setting, devices, protocol)
             errors += "error" in result
             rows.append(
-                dict(setting=name, devices=devices, compile_s=result.get("compile_s"),
-                     jax_s=result.get("s_per_iter"), jax_iters=result.get("iters"),
-                     jax_error="error" in result, torch_s=torch_s, torch_iters=torch_iters,
-                     torch_source=source, torch_error=torch_error)  # fmt: skip
+                dict(
+                    setting=name,
+                    devices=devices,
+                    compile_s=result.get("compile_s"),
+                    jax_s=result.get("s_per_iter"),
+                    jax_iters=result.get("iters"),
+                    jax_error="error" in result,
+                    torch_s=torch_s,
+                    torch_iters=torch_iters,
+                    torch_source=source,
+                    torch_error=torch_error,
+                )  # fmt: skip
             )
 
     print()

@@ -134,10 +134,7 @@ ASSETS: dict[str, Asset] = {
         ),
         Asset(
             name="mediapipe",
-            description=(
-                "MediaPipe canonical face model: mean face mesh, 468 vertices with "
-                "UVs, 898 triangles."
-            ),
+            description=("MediaPipe canonical face model: mean face mesh, 468 vertices with UVs, 898 triangles."),
             licence="Apache-2.0",
             origin=(
                 "https://github.com/google/mediapipe/blob/master/"
@@ -150,10 +147,7 @@ ASSETS: dict[str, Asset] = {
                 )
             },
             gated=False,
-            how_to_get=(
-                "Run `faceflax assets fetch mediapipe` where there is internet "
-                "access, or download the file."
-            ),
+            how_to_get=("Run `faceflax assets fetch mediapipe` where there is internet access, or download the file."),
         ),
         Asset(
             name="bfm",
@@ -271,14 +265,9 @@ def _not_found_message(asset: Asset, reason: str) -> str:
         elif not folder.is_dir():
             lines.append(f"  {label}: {folder} does not exist")
         else:
-            lines.append(
-                f"  {label}: {folder} lacks {', '.join(_missing(asset, folder))}"
-            )
+            lines.append(f"  {label}: {folder} lacks {', '.join(_missing(asset, folder))}")
     lines += [reason, asset.how_to_get]
-    lines.append(
-        f"Put these files in {cache_root() / asset.name}/ "
-        f"(or $FACEFLAX_ASSETS/{asset.name}/, or pass path=):"
-    )
+    lines.append(f"Put these files in {cache_root() / asset.name}/ (or $FACEFLAX_ASSETS/{asset.name}/, or pass path=):")
     for file, source in asset.files.items():
         url = f"  <- {source.url}" if source.url else ""
         lines.append(f"  {file}{url}{' (optional)' if file in asset.optional else ''}")
@@ -314,9 +303,7 @@ def verify(name: str, path: str | os.PathLike | None = None) -> list[str]:
         if source.sha256 is None or not (folder / file).is_file():
             continue
         if (actual := _sha256(folder / file)) != source.sha256:
-            problems.append(
-                f"{name}: {folder / file}: sha256 {actual} != expected {source.sha256}"
-            )
+            problems.append(f"{name}: {folder / file}: sha256 {actual} != expected {source.sha256}")
     return problems
 
 
@@ -356,16 +343,12 @@ def fetch(name: str, *, progress: bool = True) -> Path:
     """
     asset = _asset(name)
     if asset.gated:
-        raise ValueError(
-            f"asset {name!r} is registration-gated and is never downloaded. "
-            + asset.how_to_get
-        )
+        raise ValueError(f"asset {name!r} is registration-gated and is never downloaded. " + asset.how_to_get)
     folder = cache_root() / name
     todo = {
         file: source
         for file, source in asset.files.items()
-        if not (folder / file).is_file()
-        or (source.sha256 is not None and _sha256(folder / file) != source.sha256)
+        if not (folder / file).is_file() or (source.sha256 is not None and _sha256(folder / file) != source.sha256)
     }
     if not todo:
         return folder

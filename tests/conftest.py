@@ -14,10 +14,10 @@ os.environ.setdefault(
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
-from faceflax.config import apply_overrides, load_config  # noqa: E402
+from faceflax.config import apply_overrides, load_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,9 +66,7 @@ def asset_mirror():
 
     root = os.environ.get("FACEFLAX_ASSETS")
     if not root or not Path(root).is_dir():
-        pytest.skip(
-            "FACEFLAX_ASSETS is not set to an asset mirror (e.g. ../shared/assets)"
-        )
+        pytest.skip("FACEFLAX_ASSETS is not set to an asset mirror (e.g. ../shared/assets)")
     return Path(root)
 
 

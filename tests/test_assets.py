@@ -58,14 +58,10 @@ def _toy(tmp_path, monkeypatch, files: dict[str, bytes], wrong_sha: str = ""):
 
 
 def test_registry_entries():
-    ict, mediapipe, bfm = (
-        assets.ASSETS[n] for n in ("ict-facekit", "mediapipe", "bfm")
-    )
+    ict, mediapipe, bfm = (assets.ASSETS[n] for n in ("ict-facekit", "mediapipe", "bfm"))
     assert len(ict.files) == 37 and not ict.gated
     assert ict.files["LICENSE"].url.endswith("ICT-FaceKit/da5f95a/LICENSE")
-    assert ict.files["identity019.obj"].url.endswith(
-        "ICT-FaceKit/da5f95a/FaceXModel/identity019.obj"
-    )
+    assert ict.files["identity019.obj"].url.endswith("ICT-FaceKit/da5f95a/FaceXModel/identity019.obj")
     assert mediapipe.files[MEDIAPIPE].url.endswith(f"face_geometry/data/{MEDIAPIPE}")
     assert all(len(s.sha256) == 64 for a in (ict, mediapipe) for s in a.files.values())
     assert bfm.gated and all(s == Source(None, None) for s in bfm.files.values())
@@ -98,9 +94,7 @@ def test_incomplete_folder_is_passed_over(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEFLAX_ASSETS", str(tmp_path / "mirror"))
     _write(tmp_path / "mirror" / "bfm", {"01_MorphableModel.mat": b"x"})
     # Optional BFM_model_front.mat may be absent.
-    _write(
-        tmp_path / "home" / "bfm", {"01_MorphableModel.mat": b"x", "Exp_Pca.bin": b"y"}
-    )
+    _write(tmp_path / "home" / "bfm", {"01_MorphableModel.mat": b"x", "Exp_Pca.bin": b"y"})
     assert assets.resolve("bfm") == tmp_path / "home" / "bfm"
 
 
@@ -112,9 +106,7 @@ def test_missing_asset_error_says_what_to_download_and_where(tmp_path, offline):
     assert "$FACEFLAX_ASSETS: not set" in message
     assert f"{tmp_path / 'home' / 'mediapipe'} does not exist" in message
     assert f"Put these files in {tmp_path / 'home' / 'mediapipe'}/" in message
-    assert (
-        f"{MEDIAPIPE}  <- {assets.ASSETS['mediapipe'].files[MEDIAPIPE].url}" in message
-    )
+    assert f"{MEDIAPIPE}  <- {assets.ASSETS['mediapipe'].files[MEDIAPIPE].url}" in message
     assert isinstance(error.value, ValueError) and offline == []
 
 
@@ -122,14 +114,8 @@ def test_gated_asset_is_never_downloaded(tmp_path, offline):
     with pytest.raises(AssetNotFoundError) as error:
         assets.resolve("bfm")
     message = str(error.value)
-    assert (
-        "Registration-gated" in message
-        and "https://faces.dmi.unibas.ch/bfm/" in message
-    )
-    assert (
-        "Deep3DFaceRecon_pytorch" in message
-        and "BFM_model_front.mat (optional)" in message
-    )
+    assert "Registration-gated" in message and "https://faces.dmi.unibas.ch/bfm/" in message
+    assert "Deep3DFaceRecon_pytorch" in message and "BFM_model_front.mat (optional)" in message
     assert f"Put these files in {tmp_path / 'home' / 'bfm'}/" in message
     with pytest.raises(ValueError, match="registration-gated"):
         assets.fetch("bfm")
@@ -148,15 +134,11 @@ def test_download_checks_hashes_and_caches(tmp_path, monkeypatch, offline):
 
 
 def test_hash_mismatch_leaves_nothing_behind(tmp_path, monkeypatch):
-    _toy(
-        tmp_path, monkeypatch, {"a.txt": b"alpha", "b.txt": b"beta"}, wrong_sha="b.txt"
-    )
+    _toy(tmp_path, monkeypatch, {"a.txt": b"alpha", "b.txt": b"beta"}, wrong_sha="b.txt")
     with pytest.raises(ValueError, match=r"b\.txt: sha256 [0-9a-f]{64} != expected 0"):
         assets.fetch("toy", progress=False)
     assert list((tmp_path / "home").iterdir()) == []  # a.txt, though good, is gone
-    with pytest.raises(
-        AssetNotFoundError, match="(?s)asset 'toy'.*Download failed:.*sha256"
-    ):
+    with pytest.raises(AssetNotFoundError, match="(?s)asset 'toy'.*Download failed:.*sha256"):
         assets.resolve("toy", progress=False)
     assert list((tmp_path / "home").iterdir()) == []
 
@@ -164,9 +146,7 @@ def test_hash_mismatch_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_verify_reports_problems_and_fetch_repairs(tmp_path, monkeypatch):
     _toy(tmp_path, monkeypatch, {"a.txt": b"alpha", "b.txt": b"beta"})
     cache = _write(tmp_path / "home" / "toy", {"a.txt": b"tampered"})
-    tampered, alpha = (
-        hashlib.sha256(data).hexdigest() for data in (b"tampered", b"alpha")
-    )
+    tampered, alpha = (hashlib.sha256(data).hexdigest() for data in (b"tampered", b"alpha"))
     assert assets.verify("toy") == [
         f"toy: {cache / 'b.txt'}: missing",
         f"toy: {cache / 'a.txt'}: sha256 {tampered} != expected {alpha}",
@@ -180,9 +160,7 @@ def test_verify_reports_problems_and_fetch_repairs(tmp_path, monkeypatch):
 def test_real_mirror_verifies(asset_mirror, monkeypatch):
     monkeypatch.setenv("FACEFLAX_ASSETS", str(asset_mirror))
     for name in ("ict-facekit", "mediapipe"):
-        assert sorted(p.name for p in (asset_mirror / name).iterdir()) == sorted(
-            assets.ASSETS[name].files
-        )
+        assert sorted(p.name for p in (asset_mirror / name).iterdir()) == sorted(assets.ASSETS[name].files)
         assert assets.verify(name) == []
         assert assets.resolve(name, download=False) == asset_mirror / name
 
@@ -191,9 +169,7 @@ def test_cli_list(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FACEFLAX_ASSETS", str(tmp_path / "mirror"))
     _write(tmp_path / "mirror" / "mediapipe", {MEDIAPIPE: b"v 0 0 0\n"})
     assert cli.main(["assets", "list"]) == 0
-    rows = {
-        line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
-    }
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
     assert rows["name"] == ["name", "licence", "gated", "location"]
     assert rows["mediapipe"] == [
         "mediapipe",

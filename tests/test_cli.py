@@ -26,8 +26,14 @@ def test_help_lists_methods_and_configs():
         (["--config", "experiments/gan_zoo/lfw.py:sngan,colour=1"], "unknown key 'colour'"),
         (["--config", "experiments/gan_zoo/lfw.py", "--set", "method.lossy=1"], "unknown config key 'method.lossy'"),
         (["--config", "experiments/gan_zoo/lfw.py", "--set", "batch_size"], "must look like key=value"),
-        (["--config", "experiments/gan_zoo/lfw.py", "--set", "batch_size=big"], "bad value for config key 'batch_size'"),
-        (["--config", "experiments/gan_zoo/lfw.py:runlocal", "--set", "batch_size=12"], "not divisible by the 8 data shards"),
+        (
+            ["--config", "experiments/gan_zoo/lfw.py", "--set", "batch_size=big"],
+            "bad value for config key 'batch_size'",
+        ),
+        (
+            ["--config", "experiments/gan_zoo/lfw.py:runlocal", "--set", "batch_size=12"],
+            "not divisible by the 8 data shards",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_message(tmp_path, args, message):

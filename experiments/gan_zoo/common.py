@@ -35,9 +35,7 @@ def gan_zoo(variant: str, arch: str, runlocal: bool, data: ConfigDict) -> Config
     m.kind = "vae" if variant == "vae" else "gan"
     m.arch = arch
     m.latent_dim = 128
-    m.loss = {"dcgan": "nonsaturating", "wgan": "wasserstein", "wgan_gp": "wasserstein"}.get(
-        variant, "hinge"
-    )
+    m.loss = {"dcgan": "nonsaturating", "wgan": "wasserstein", "wgan_gp": "wasserstein"}.get(variant, "hinge")
     m.n_critic = 5 if variant in ("wgan", "wgan_gp") or (variant == "sngan" and arch == "resnet") else 1
     m.gp_weight = 10.0 if variant == "wgan_gp" else 0.0  # thesis Algorithm 4: lambda = 10
     m.clip_value = 0.01 if variant == "wgan" else 0.0  # thesis Algorithm 3: c = 0.01

@@ -88,8 +88,7 @@ def crop_and_resize(image: np.ndarray, resolution: int) -> np.ndarray:
     """
     if image.shape[:2] != SOURCE_SHAPE:
         raise ValueError(
-            f"expected a {SOURCE_SHAPE[0]}x{SOURCE_SHAPE[1]} (HxW) aligned CelebA image, "
-            f"got shape {image.shape}"
+            f"expected a {SOURCE_SHAPE[0]}x{SOURCE_SHAPE[1]} (HxW) aligned CelebA image, got shape {image.shape}"
         )
     crop = image[CROP_ROWS[0] : CROP_ROWS[1], CROP_COLS[0] : CROP_COLS[1]]
     return cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA)
@@ -102,8 +101,7 @@ class CelebA(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(name=str(r), description=f"{r}x{r} RGB centre crops.")
-        for r in RESOLUTIONS
+        tfds.core.BuilderConfig(name=str(r), description=f"{r}x{r} RGB centre crops.") for r in RESOLUTIONS
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
@@ -146,9 +144,7 @@ class CelebA(tfds.core.GeneratorBasedBuilder):
                 if not fields:
                     continue
                 if len(fields) != 2 or fields[1] not in _PARTITION_TO_SPLIT:
-                    raise ValueError(
-                        f'{_PARTITION_FILE}:{line_no}: expected "<name>.jpg <0|1|2>", got {line!r}.'
-                    )
+                    raise ValueError(f'{_PARTITION_FILE}:{line_no}: expected "<name>.jpg <0|1|2>", got {line!r}.')
                 names[_PARTITION_TO_SPLIT[fields[1]]].append(fields[0])
         image_dir = os.path.join(manual_dir, _IMAGE_DIR)
         return {split: self._generate_examples(image_dir, names[split]) for split in SPLITS}
@@ -186,9 +182,7 @@ class CelebASource:
         return np.asarray(self._source[index]["image"], dtype=np.uint8)
 
 
-def load_celeba(
-    split: str, resolution: int, data_dir: str, manual_dir: str | None = None
-) -> CelebASource:
+def load_celeba(split: str, resolution: int, data_dir: str, manual_dir: str | None = None) -> CelebASource:
     """Prepares CelebA in ``data_dir`` if needed and returns a random-access image source.
 
     Args:
@@ -210,13 +204,10 @@ def load_celeba(
         raise ValueError(f"Unknown CelebA split {split!r}; valid splits: {', '.join(SPLITS)}.")
     if resolution not in RESOLUTIONS:
         raise ValueError(
-            f"Unsupported CelebA resolution {resolution!r}; valid resolutions: "
-            f"{', '.join(map(str, RESOLUTIONS))}."
+            f"Unsupported CelebA resolution {resolution!r}; valid resolutions: {', '.join(map(str, RESOLUTIONS))}."
         )
     builder = CelebA(config=str(resolution), data_dir=data_dir)
     if not builder.is_prepared():
         _check_manual_dir(manual_dir)
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return CelebASource(builder.as_data_source(split=split))

@@ -7,7 +7,7 @@ batches the uninterrupted run would have seen. Each host loads only the rows its
 (``jax.make_array_from_callback`` asks per addressable device, i.e. per ``jax.process_index()``).
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np

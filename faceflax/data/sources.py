@@ -20,9 +20,7 @@ def lfw_faces(image_size: int) -> np.ndarray:
     import skimage.data  # deferred: scikit-image is only needed for the embedded data
 
     faces = skimage.data.lfw_subset()[:LFW_FACES].astype(np.float32)
-    resized = np.stack(
-        [cv2.resize(f, (image_size, image_size), interpolation=cv2.INTER_CUBIC) for f in faces]
-    )
+    resized = np.stack([cv2.resize(f, (image_size, image_size), interpolation=cv2.INTER_CUBIC) for f in faces])
     return np.repeat(np.clip(resized, 0.0, 1.0)[..., None], 3, axis=-1)
 
 

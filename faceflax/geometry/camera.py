@@ -69,9 +69,7 @@ class PerspectiveCamera:
     image_size: tuple[int, int] = struct.field(pytree_node=False, default=(224, 224))
 
     @classmethod
-    def for_image_size(
-        cls, image_size: tuple[int, int], reference: Self | None = None
-    ) -> Self:
+    def for_image_size(cls, image_size: tuple[int, int], reference: Self | None = None) -> Self:
         """``reference`` (default: Deep3DFaceRecon's camera) with intrinsics rescaled.
 
         With pixel centres at integers the continuous image coordinate is ``pix + 0.5``, so
@@ -130,9 +128,7 @@ class PerspectiveCamera:
         view = self.to_view(verts)
         focal, depth = _per_vertex(self.focal), view[..., 2]
         x_pix = focal * view[..., 0] / depth + _per_vertex(self.cx)
-        y_pix = (self.image_size[0] - 1) - (
-            focal * view[..., 1] / depth + _per_vertex(self.cy)
-        )
+        y_pix = (self.image_size[0] - 1) - (focal * view[..., 1] / depth + _per_vertex(self.cy))
         return jnp.stack([x_pix, y_pix], axis=-1), depth
 
     @jax.jit
@@ -273,9 +269,7 @@ Camera = PerspectiveCamera | WeakPerspectiveCamera
 
 
 @jax.jit
-def project_landmarks(
-    camera: Camera, verts: ArrayLike, indices: ArrayLike
-) -> jax.Array:
+def project_landmarks(camera: Camera, verts: ArrayLike, indices: ArrayLike) -> jax.Array:
     """Pixel positions of landmark vertices (Deep3DFaceRecon ``get_landmarks``).
 
     Args:

@@ -93,9 +93,7 @@ def shade(
     if per_channel and gamma.shape[-1] == 27:
         gamma = gamma.reshape(*gamma.shape[:-1], 3, 9)
     elif per_channel and gamma.shape[-2:] != (3, 9):
-        raise ValueError(
-            f"per-channel SH coefficients must be [..., 27] or [..., 3, 9], got {gamma.shape}"
-        )
+        raise ValueError(f"per-channel SH coefficients must be [..., 27] or [..., 3, 9], got {gamma.shape}")
     elif not per_channel:
         if gamma.shape[-1] != 9:
             raise ValueError(
@@ -104,7 +102,5 @@ def shade(
             )
         gamma = gamma[..., None, :]
     gamma = gamma.at[..., 0].add(init_lit)  # [..., C, 9], C = 3 or 1
-    irradiance = jnp.matmul(
-        sh_basis(normals), jnp.swapaxes(gamma, -1, -2), precision=_HIGHEST
-    )
+    irradiance = jnp.matmul(sh_basis(normals), jnp.swapaxes(gamma, -1, -2), precision=_HIGHEST)
     return jnp.asarray(albedo) * irradiance

@@ -34,9 +34,7 @@ def normalize(x: ArrayLike, eps: float = 1e-12) -> jax.Array:
 def _check_faces(faces: ArrayLike) -> jax.Array:
     faces = jnp.asarray(faces)
     if faces.ndim != 2 or faces.shape[-1] != 3:
-        raise ValueError(
-            f"faces must be an [F, 3] integer array, got shape {faces.shape}"
-        )
+        raise ValueError(f"faces must be an [F, 3] integer array, got shape {faces.shape}")
     return faces
 
 
@@ -79,11 +77,7 @@ def vertex_normals(verts: ArrayLike, faces: ArrayLike) -> jax.Array:
     verts = jnp.asarray(verts)
     faces = _check_faces(faces)
     per_corner = jnp.repeat(face_normals(verts, faces), 3, axis=-2)  # [..., 3F, 3]
-    summed = (
-        jnp.zeros(verts.shape, per_corner.dtype)
-        .at[..., faces.reshape(-1), :]
-        .add(per_corner)
-    )
+    summed = jnp.zeros(verts.shape, per_corner.dtype).at[..., faces.reshape(-1), :].add(per_corner)
     return normalize(summed)
 
 

@@ -130,9 +130,7 @@ class MorphableModel:
 
 # The array fields (all pytree fields but the regions dict), for save_npz / load_npz.
 _ARRAYS = tuple(
-    f.name
-    for f in dataclasses.fields(MorphableModel)
-    if f.metadata.get("pytree_node", True) and f.name != "regions"
+    f.name for f in dataclasses.fields(MorphableModel) if f.metadata.get("pytree_node", True) and f.name != "regions"
 )
 
 
@@ -564,9 +562,7 @@ def _front_regions(info: dict, num_vertices: int) -> dict[str, np.ndarray]:
     return {"front": front, "skin": skin}
 
 
-def from_bfm_front(
-    mat_path: PathLike, uvs: ArrayLike | None = None, name: str = "bfm_front"
-) -> MorphableModel:
+def from_bfm_front(mat_path: PathLike, uvs: ArrayLike | None = None, name: str = "bfm_front") -> MorphableModel:
     """Deep3DFaceRecon's ``BFM_model_front.mat`` (35,709 vertices, 80 / 64 / 80 ranks).
 
     Fields (as ``transferBFM09`` writes them): ``meanshape [1, 3V]`` (BFM units),
@@ -636,16 +632,12 @@ def from_ict(folder: PathLike, region: str = "face") -> MorphableModel:
         raise ValueError(f"{folder / ICT_NEUTRAL} is not the ICT-FaceKit neutral mesh")
 
     numbers = sorted(
-        int(m.group(1))
-        for p in folder.glob("identity*.obj")
-        if (m := re.fullmatch(r"identity(\d+)\.obj", p.name))
+        int(m.group(1)) for p in folder.glob("identity*.obj") if (m := re.fullmatch(r"identity(\d+)\.obj", p.name))
     )
     missing = sorted(set(range(len(numbers))) - set(numbers))
     if missing:
         names = ", ".join(f"identity{i:03d}.obj" for i in missing)
-        raise ValueError(
-            f"{folder}: identity files must be contiguous from identity000.obj; missing {names}"
-        )
+        raise ValueError(f"{folder}: identity files must be contiguous from identity000.obj; missing {names}")
     present = [e for e in indices["expressions"] if (folder / f"{e}.obj").is_file()]
     expressions = tuple(present)
 
@@ -741,9 +733,7 @@ def load_model(spec: str, *, download: bool = True) -> MorphableModel:
         return from_ict(folder, region="face+head" if kind == "ict+head" else "face")
     if kind == "mediapipe" and not path:
         folder = assets.resolve("mediapipe", download=download)
-        return from_obj(
-            folder / "canonical_face_model.obj", "mediapipe", MEDIAPIPE_IBUG68
-        )
+        return from_obj(folder / "canonical_face_model.obj", "mediapipe", MEDIAPIPE_IBUG68)
     if kind == "npz" and path:
         return load_npz(path)
     if kind == "bfm" and path:
@@ -769,6 +759,4 @@ def load_model(spec: str, *, download: bool = True) -> MorphableModel:
             f"no Basel Face Model at {path}: expected BFM_model_front.mat or 01_MorphableModel.mat. "
             + assets.ASSETS["bfm"].how_to_get
         )
-    raise ValueError(
-        f"unknown morphable model {spec!r}: use ict, ict+head, mediapipe, bfm:PATH or npz:PATH"
-    )
+    raise ValueError(f"unknown morphable model {spec!r}: use ict, ict+head, mediapipe, bfm:PATH or npz:PATH")

@@ -96,9 +96,7 @@ def matrix_to_6d(matrix: ArrayLike) -> jax.Array:
 
 
 @jax.jit
-def rigid_transform(
-    verts: ArrayLike, rotation: ArrayLike, translation: ArrayLike
-) -> jax.Array:
+def rigid_transform(verts: ArrayLike, rotation: ArrayLike, translation: ArrayLike) -> jax.Array:
     """``v' = R v + t`` for every vertex (Deep3DFaceRecon ``transform``).
 
     Args:

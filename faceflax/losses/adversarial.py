@@ -3,7 +3,7 @@
 All take ``[B]`` or ``[B, 1]`` float32 discriminator outputs and return a scalar batch mean.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -6,7 +6,8 @@ which applies them purely and threads their non-parameter state.
 """
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -83,7 +83,7 @@ def _gan(config: ConfigDict) -> Method:
         loss = d_loss(real_logits, fake_logits)
         metrics = {"real": jnp.mean(real_logits), "fake": jnp.mean(fake_logits)}
         if m.gp_weight:
-            critic = lambda x: nets("discriminator", x, keep_state=False)  # noqa: E731
+            critic = lambda x: nets("discriminator", x, keep_state=False)
             penalty, norms = adversarial.gradient_penalty(critic, real, fake, penalty_key)
             loss = loss + m.gp_weight * penalty
             metrics |= {"gp": penalty, "grad_norm": jnp.mean(norms)}

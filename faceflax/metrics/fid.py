@@ -91,10 +91,7 @@ def accumulate(moments: FeatureMoments | None, features: npt.ArrayLike) -> Featu
     if moments is None:
         return FeatureMoments(count=n_b, mean=mean_b, m2=m2_b)
     if moments.mean.shape[0] != x.shape[1]:
-        raise ValueError(
-            "feature dimension mismatch: "
-            f"accumulated D={moments.mean.shape[0]}, batch D={x.shape[1]}."
-        )
+        raise ValueError(f"feature dimension mismatch: accumulated D={moments.mean.shape[0]}, batch D={x.shape[1]}.")
     n_a = moments.count
     n = n_a + n_b
     delta = mean_b - moments.mean
@@ -136,9 +133,7 @@ def _check_statistics(stats: FeatureStatistics, name: str) -> int:
     """Validates shapes and finiteness of `stats`; returns D."""
     mean, cov = np.asarray(stats.mean), np.asarray(stats.cov)
     if mean.ndim != 1 or cov.shape != (mean.shape[0], mean.shape[0]):
-        raise ValueError(
-            f"{name}: expected mean [D] and cov [D, D]; got {mean.shape} and {cov.shape}."
-        )
+        raise ValueError(f"{name}: expected mean [D] and cov [D, D]; got {mean.shape} and {cov.shape}.")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
         raise ValueError(f"{name}: mean or cov contains NaN or Inf values.")
     return mean.shape[0]

@@ -51,9 +51,7 @@ def _split_score(log_p: np.ndarray) -> float:
     return float(np.exp(np.mean(kl)))  # thesis eqs. 2.65, 2.68
 
 
-def inception_score(
-    logits_or_probs: npt.ArrayLike, splits: int = 10, from_logits: bool = True
-) -> tuple[float, float]:
+def inception_score(logits_or_probs: npt.ArrayLike, splits: int = 10, from_logits: bool = True) -> tuple[float, float]:
     """Inception Score, IS(G) = exp(E_x KL(p(y|x) || p(y))) (thesis eqs. 2.65-2.68).
 
     Following Salimans et al. (2016) and its reference code, the N samples

@@ -8,15 +8,15 @@ in ``[-1, 1]`` with a ``tanh`` output, as in the paper.
 """
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from faceflax.nn.attention import SelfAttention
-from faceflax.nn.resblocks import DiscriminatorResBlock, GeneratorResBlock
 from faceflax.nn.conv import conv, dense
+from faceflax.nn.resblocks import DiscriminatorResBlock, GeneratorResBlock
 
 
 def num_octaves(image_size: int, base: int = 4) -> int:
@@ -122,9 +122,7 @@ class ResnetDiscriminator(nn.Module):
         x = images * 2.0 - 1.0
         downsamples = num_octaves(images.shape[1], base=8)
         for i in range(downsamples + 2):
-            block = DiscriminatorResBlock(
-                self.features, i < downsamples, i == 0, self.spectral_norm
-            )
+            block = DiscriminatorResBlock(self.features, i < downsamples, i == 0, self.spectral_norm)
             x = block(x, train)
             if x.shape[1] == self.attention_resolution:
                 x = SelfAttention(spectral_norm=self.spectral_norm)(x, train)

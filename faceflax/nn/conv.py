@@ -5,7 +5,7 @@ Both take ``update_stats`` (advance the power iteration's ``u``; ignored without
 computes the same function with fast gradients on XLA:CPU.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -21,9 +21,7 @@ def _kernel(module: nn.Module, shape: tuple[int, ...], spectral_norm: bool, upda
     return module.param("kernel", init, shape)
 
 
-def convolve(
-    x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding, transpose: bool
-) -> jax.Array:
+def convolve(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding, transpose: bool) -> jax.Array:
     """NHWC (transposed) convolution with an HWIO kernel, with the stride-2 transposed fast path."""
     if not transpose:
         return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC_DIMS)

@@ -6,7 +6,7 @@ One iteration runs per update and ``u`` is carried across steps, so the estimate
 the weights train. ``u`` lives in the ``spectral_stats`` collection, never in ``batch_stats``.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

@@ -41,10 +41,7 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     windows = windows.reshape(*windows.shape[:3], 2, 2, o)  # [B, H+1, W+1, p_y, p_x, O]
     # output pixel (2m + p_y, 2n + p_x) is window (m + p_y, n + p_x) of phase (p_y, p_x)
     phases = jnp.stack(
-        [
-            jnp.stack([windows[:, py : py + h, px : px + w, py, px] for px in (0, 1)], axis=3)
-            for py in (0, 1)
-        ],
+        [jnp.stack([windows[:, py : py + h, px : px + w, py, px] for px in (0, 1)], axis=3) for py in (0, 1)],
         axis=2,
     )  # [B, H, p_y, W, p_x, O]
     return phases.reshape(x.shape[0], 2 * h, 2 * w, o)

@@ -17,9 +17,7 @@ def _batched(x: jax.Array, batch: int, ndim: int, name: str) -> jax.Array:
     if x.ndim == ndim - 1:
         x = jnp.broadcast_to(x, (batch, *x.shape))
     if x.ndim != ndim or x.shape[0] != batch:
-        raise ValueError(
-            f"{name} must be batched like the fragments ({batch}), got {x.shape}"
-        )
+        raise ValueError(f"{name} must be batched like the fragments ({batch}), got {x.shape}")
     return x
 
 
@@ -31,9 +29,7 @@ def interpolate(attrs: jax.Array, fragments: Fragments, faces: jax.Array) -> jax
     Empty pixels get 0.
     """
     attrs = _batched(attrs, fragments.tri_id.shape[0], 3, "attrs")
-    corners = jnp.asarray(faces, jnp.int32)[
-        jnp.maximum(fragments.tri_id, 0)
-    ]  # [B,H,W,3]
+    corners = jnp.asarray(faces, jnp.int32)[jnp.maximum(fragments.tri_id, 0)]  # [B,H,W,3]
     values = jax.vmap(lambda a, c: a[c])(attrs, corners)  # [B,H,W,3,C]
     return jnp.einsum("bhwk,bhwkc->bhwc", fragments.bary, values)
 
@@ -51,15 +47,9 @@ def texture(tex: jax.Array, uv: jax.Array) -> jax.Array:
     y = uv[..., 1] * height - 0.5
     x0, y0 = jnp.floor(x), jnp.floor(y)
     fx, fy = x - x0, y - y0
-    cols = jnp.clip(jnp.stack([x0, x0 + 1, x0, x0 + 1], -1), 0, width - 1).astype(
-        jnp.int32
-    )
-    rows = jnp.clip(jnp.stack([y0, y0, y0 + 1, y0 + 1], -1), 0, height - 1).astype(
-        jnp.int32
-    )
+    cols = jnp.clip(jnp.stack([x0, x0 + 1, x0, x0 + 1], -1), 0, width - 1).astype(jnp.int32)
+    rows = jnp.clip(jnp.stack([y0, y0, y0 + 1, y0 + 1], -1), 0, height - 1).astype(jnp.int32)
     corners = jax.vmap(lambda t, r, c: t[r, c])(tex, rows, cols)  # [B, H, W, 4, C]
-    weights = jnp.stack(
-        [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1
-    )
+    weights = jnp.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1)
     # A contraction, not a broadcast-multiply-sum: XLA:CPU is ~10x faster at it, gradient too.
     return jnp.einsum("...k,...kc->...c", weights, corners)

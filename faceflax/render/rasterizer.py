@@ -31,9 +31,7 @@ class Fragments(NamedTuple):
     """Per-pixel rasterization result; empty pixels have ``tri_id == -1``, zero bary, depth 1."""
 
     tri_id: jax.Array  # [B, H, W] int32
-    bary: (
-        jax.Array
-    )  # [B, H, W, 3] float32, perspective-correct, sums to 1 on covered pixels
+    bary: jax.Array  # [B, H, W, 3] float32, perspective-correct, sums to 1 on covered pixels
     depth: jax.Array  # [B, H, W] float32 z_ndc
 
 
@@ -53,10 +51,7 @@ def _edge_values(x, y, px, py):
     points in a canonical order and the sign flipped afterwards, so the neighbour that walks the
     edge the other way gets exactly the negated float even where XLA contracts to FMA: no cracks.
     """
-    return tuple(
-        _edge(x[(k + 1) % 3], y[(k + 1) % 3], x[(k + 2) % 3], y[(k + 2) % 3], px, py)
-        for k in range(3)
-    )
+    return tuple(_edge(x[(k + 1) % 3], y[(k + 1) % 3], x[(k + 2) % 3], y[(k + 2) % 3], px, py) for k in range(3))
 
 
 def _edge(xa, ya, xb, yb, px, py):
@@ -67,9 +62,7 @@ def _edge(xa, ya, xb, yb, px, py):
     return jnp.where(swap, -value, value)
 
 
-def _triangle_setup(
-    clip: jax.Array, faces: jax.Array, size: tuple[int, int], cull_backfaces: bool
-):
+def _triangle_setup(clip: jax.Array, faces: jax.Array, size: tuple[int, int], cull_backfaces: bool):
     """Per-triangle data of clip [B,V,4] as flat arrays over N = B*F (image, triangle) rows.
 
     Returns ``floats`` (screen x0,x1,x2,y0,y1,y2, z_ndc z0,z1,z2 and the winding sign), ``ints``
@@ -81,9 +74,7 @@ def _triangle_setup(
     xy, z = _screen(tri_clip, size)
     x, y = xy[..., 0], xy[..., 1]
     area = _edge_values(_split(x), _split(y), x[..., 0], y[..., 0])[0]
-    ok = jnp.all(tri_clip[..., 3] > 0, axis=-1) & jnp.all(
-        jnp.isfinite(xy), axis=(-1, -2)
-    )
+    ok = jnp.all(tri_clip[..., 3] > 0, axis=-1) & jnp.all(jnp.isfinite(xy), axis=(-1, -2))
     ok &= (area < 0) if cull_backfaces else (area != 0)
     x_min, x_max = _min3(*_split(x)), -_min3(*_split(-x))
     y_min, y_max = _min3(*_split(y)), -_min3(*_split(-y))
@@ -143,18 +134,14 @@ def _visible_triangles(clip, faces, size, chunk, cull_backfaces) -> jax.Array:
         marks = jnp.full(chunk, -1, jnp.int32).at[jnp.where(starts_here, offset, chunk)]
         marks = marks.max(jnp.arange(group, dtype=jnp.int32), mode="drop")
         first = jnp.searchsorted(ends[g], start, side="right").astype(jnp.int32)
-        tri = jnp.minimum(
-            jnp.maximum(jax.lax.associative_scan(jnp.maximum, marks), first), group - 1
-        )
+        tri = jnp.minimum(jnp.maximum(jax.lax.associative_scan(jnp.maximum, marks), first), group - 1)
         x0, x1, x2, y0, y1, y2, z0, z1, z2, sign = (a[g, tri] for a in floats)
         lo_x, lo_y, box_width, first_pixel = (a[g, tri] for a in ints)
         local = slot - begins[g, tri]
         box_width = jnp.maximum(box_width, 1)
         px = lo_x + local % box_width
         py = lo_y + local // box_width
-        e0, e1, e2 = _edge_values(
-            (x0, x1, x2), (y0, y1, y2), px.astype(jnp.float32), py.astype(jnp.float32)
-        )
+        e0, e1, e2 = _edge_values((x0, x1, x2), (y0, y1, y2), px.astype(jnp.float32), py.astype(jnp.float32))
         inside = (e0 * sign >= 0) & (e1 * sign >= 0) & (e2 * sign >= 0)
         depth = (e0 * z0 + e1 * z1 + e2 * z2) / (e0 + e1 + e2)
         covered = (slot < ends[g, -1]) & inside & (depth >= -1) & (depth <= 1)
@@ -173,9 +160,7 @@ def _visible_triangles(clip, faces, size, chunk, cull_backfaces) -> jax.Array:
 
     def one_chunk():
         pixel, tri, depth = fragments(0, jnp.int32(0))
-        return lowest_id_at_depth(
-            idbuf, nearest_depth(zbuf, pixel, depth), pixel, tri, depth
-        )
+        return lowest_id_at_depth(idbuf, nearest_depth(zbuf, pixel, depth), pixel, tri, depth)
 
     def chunked():
         def body(carry):
@@ -228,9 +213,7 @@ def _barycentrics(clip, faces, tri_id, size):
     area = jnp.where(covered, edges[0] + edges[1] + edges[2], 1.0)
     perspective = [e / area / w for e, w in zip(edges, _split(tri_clip[..., 3]))]
     total = jnp.where(covered, perspective[0] + perspective[1] + perspective[2], 1.0)
-    bary = jnp.where(
-        covered[..., None], jnp.stack([p / total for p in perspective], -1), 0.0
-    )
+    bary = jnp.where(covered[..., None], jnp.stack([p / total for p in perspective], -1), 0.0)
     depth = sum(e / area * zk for e, zk in zip(edges, _split(z)))
     return bary, jnp.where(covered, depth, 1.0)
 
@@ -260,13 +243,7 @@ def rasterize(
         raise ValueError(f"faces must be [F, 3], got shape {faces.shape}")
     size = (int(size[0]), int(size[1]))
     if chunk is None:
-        chunk = 1 << max(
-            12, (2 * clip_verts.shape[0] * size[0] * size[1] - 1).bit_length()
-        )
-    tri_id = _visible_triangles(
-        jax.lax.stop_gradient(clip_verts), faces, size, chunk, cull_backfaces
-    )
-    bary, depth = jax.vmap(lambda clip, ids: _barycentrics(clip, faces, ids, size))(
-        clip_verts, tri_id
-    )
+        chunk = 1 << max(12, (2 * clip_verts.shape[0] * size[0] * size[1] - 1).bit_length())
+    tri_id = _visible_triangles(jax.lax.stop_gradient(clip_verts), faces, size, chunk, cull_backfaces)
+    bary, depth = jax.vmap(lambda clip, ids: _barycentrics(clip, faces, ids, size))(clip_verts, tri_id)
     return Fragments(tri_id, bary, depth)

@@ -8,9 +8,7 @@ time over its bounding box.
 import numpy as np
 
 
-def rasterize_reference(
-    clip_verts: np.ndarray, faces: np.ndarray, size: tuple[int, int]
-):
+def rasterize_reference(clip_verts: np.ndarray, faces: np.ndarray, size: tuple[int, int]):
     """``clip_verts [B,V,4]``, ``faces [F,3]`` -> ``(tri_id [B,H,W], bary [B,H,W,3], depth [B,H,W])``.
 
     Barycentrics are perspective-correct; empty pixels have id -1, zero bary and depth 1.

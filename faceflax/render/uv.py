@@ -22,18 +22,14 @@ from faceflax.render.interpolate import interpolate, texture
 from faceflax.render.rasterizer import Fragments, rasterize
 
 
-def uv_fragments(
-    uvs: jax.Array, uv_faces: jax.Array, size: tuple[int, int]
-) -> Fragments:
+def uv_fragments(uvs: jax.Array, uv_faces: jax.Array, size: tuple[int, int]) -> Fragments:
     """Rasterize the UV layout ``uvs [T,2]`` / ``uv_faces [F,3]`` into a ``size`` texture.
 
     Returns batch-1 fragments whose ``tri_id`` is the triangle (of ``faces`` too) under each
     texel, -1 for texels outside the layout. Depends only on the model: compute it once.
     """
     uvs = jnp.asarray(uvs, jnp.float32)
-    clip = jnp.concatenate(
-        [2 * uvs - 1, jnp.zeros_like(uvs[:, :1]), jnp.ones_like(uvs[:, :1])], -1
-    )
+    clip = jnp.concatenate([2 * uvs - 1, jnp.zeros_like(uvs[:, :1]), jnp.ones_like(uvs[:, :1])], -1)
     return rasterize(clip[None], uv_faces, size)
 
 
@@ -41,9 +37,7 @@ def _broadcast(fragments: Fragments, batch: int) -> Fragments:
     return Fragments(*(jnp.broadcast_to(x, (batch, *x.shape[1:])) for x in fragments))
 
 
-def texel_attributes(
-    uv_frags: Fragments, attrs: jax.Array, faces: jax.Array
-) -> jax.Array:
+def texel_attributes(uv_frags: Fragments, attrs: jax.Array, faces: jax.Array) -> jax.Array:
     """Per-vertex ``attrs [B,V,C]`` at every texel -> ``[B,Ht,Wt,C]`` (0 outside the layout)."""
     return interpolate(attrs, _broadcast(uv_frags, attrs.shape[0]), faces)
 
@@ -54,12 +48,8 @@ def erode(mask: jax.Array, radius: int) -> jax.Array:
     if radius <= 0:
         return mask
     window = (1, 2 * radius + 1, 2 * radius + 1)
-    outside_is_empty = jnp.pad(
-        mask.astype(jnp.float32), ((0, 0), (radius, radius), (radius, radius))
-    )
-    eroded = jax.lax.reduce_window(
-        outside_is_empty, 1.0, jax.lax.min, window, (1, 1, 1), "VALID"
-    )
+    outside_is_empty = jnp.pad(mask.astype(jnp.float32), ((0, 0), (radius, radius), (radius, radius)))
+    eroded = jax.lax.reduce_window(outside_is_empty, 1.0, jax.lax.min, window, (1, 1, 1), "VALID")
     return eroded > 0.5
 
 
@@ -82,12 +72,8 @@ class UVSample(NamedTuple):
     """The incomplete UV texture of the traditional method (thesis Fig. 4.2)."""
 
     texture: jax.Array  # [B,Ht,Wt,C] photo colours on visible texels, 0 elsewhere
-    visible: (
-        jax.Array
-    )  # [B,Ht,Wt] bool: in the layout, facing the camera, unoccluded, in mask
-    image_coords: (
-        jax.Array
-    )  # [B,Ht,Wt,2] where each texel lands in the photo, in [0, 1] (x, y)
+    visible: jax.Array  # [B,Ht,Wt] bool: in the layout, facing the camera, unoccluded, in mask
+    image_coords: jax.Array  # [B,Ht,Wt,2] where each texel lands in the photo, in [0, 1] (x, y)
 
 
 def sample_uv_texture(
@@ -118,9 +104,7 @@ def sample_uv_texture(
     pix, depth = camera.project(points.reshape(batch, -1, 3))
     pix = pix.reshape(*points.shape[:-1], 2)
     depth = depth.reshape(points.shape[:-1])
-    towards_camera = camera.view_directions(points.reshape(batch, -1, 3)).reshape(
-        normals.shape
-    )
+    towards_camera = camera.view_directions(points.reshape(batch, -1, 3)).reshape(normals.shape)
     facing = jnp.einsum("...c,...c->...", normals, towards_camera)
 
     fragments = rasterize(camera.to_clip(verts), faces, size)
@@ -161,17 +145,13 @@ def vertex_visibility(
     pix, depth = camera.project(verts)
     rendered_depth = interpolate(depth[..., None], fragments, faces)[..., 0]
     row, col, inside = _nearest_pixel(pix, size)
-    away_from_boundary = _lookup(
-        erode(fragments.tri_id >= 0, boundary_pixels), row, col
-    )
+    away_from_boundary = _lookup(erode(fragments.tri_id >= 0, boundary_pixels), row, col)
     unoccluded = jnp.abs(_lookup(rendered_depth, row, col) - depth) <= depth_tolerance
     keep = jax.lax.stop_gradient(inside & away_from_boundary & unoccluded)
     return jnp.where(keep, score, 0.0)
 
 
-def vertex_colors_to_uv(
-    colors: jax.Array, faces: jax.Array, uv_frags: Fragments
-) -> jax.Array:
+def vertex_colors_to_uv(colors: jax.Array, faces: jax.Array, uv_frags: Fragments) -> jax.Array:
     """Per-vertex ``colors [B,V,C]`` -> UV texture ``[B,Ht,Wt,C]`` (0 outside the layout)."""
     return texel_attributes(uv_frags, colors, faces)
 
@@ -190,18 +170,10 @@ def uv_to_vertex_colors(
     its UVs. Vertices in no triangle get 0.
     """
     corners = jnp.asarray(faces, jnp.int32).reshape(-1)
-    corner_uvs = jnp.asarray(uvs, jnp.float32)[
-        jnp.asarray(uv_faces, jnp.int32).reshape(-1)
-    ]
+    corner_uvs = jnp.asarray(uvs, jnp.float32)[jnp.asarray(uv_faces, jnp.int32).reshape(-1)]
     batch = tex.shape[0]
-    samples = texture(
-        tex, jnp.broadcast_to(corner_uvs[None, :, None], (batch, len(corner_uvs), 1, 2))
-    )
-    sums = (
-        jnp.zeros((batch, num_vertices, tex.shape[-1]), tex.dtype)
-        .at[:, corners]
-        .add(samples[:, :, 0])
-    )
+    samples = texture(tex, jnp.broadcast_to(corner_uvs[None, :, None], (batch, len(corner_uvs), 1, 2)))
+    sums = jnp.zeros((batch, num_vertices, tex.shape[-1]), tex.dtype).at[:, corners].add(samples[:, :, 0])
     counts = jnp.zeros(num_vertices, tex.dtype).at[corners].add(1.0)
     return sums / jnp.maximum(counts, 1.0)[None, :, None]
 

@@ -49,9 +49,7 @@ class Checkpointer:
         step = int(jax.device_get(state.step))
         if step == self.latest_step():
             return
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(self._config)
-        )
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(self._config))
         self._manager.save(step, args=args)
 
     def close(self) -> None:

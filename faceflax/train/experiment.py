@@ -3,7 +3,8 @@
 import dataclasses
 import functools
 import importlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import optax
@@ -39,9 +40,7 @@ class Experiment:
 
     def init(self) -> TrainState:
         """A fresh state, created directly in its shardings."""
-        init = functools.partial(
-            init_state, self.method, self.optimizers, tuple(self.config.ema.networks)
-        )
+        init = functools.partial(init_state, self.method, self.optimizers, tuple(self.config.ema.networks))
         with jax.threefry_partitionable(self.config.partitionable_rng):
             return jax.jit(init, out_shardings=self.state_shardings)(self.key(INIT_STREAM))
 
@@ -55,9 +54,7 @@ class Experiment:
 
     def jit_train_step(self, batch_sharding: NamedSharding) -> Callable:
         """The jitted ``step(state, batches) -> (state, metrics)``, state donated and sharded."""
-        step = make_train_step(
-            self.method, self.optimizers, self.config.ema.decay, self.key(STEP_STREAM)
-        )
+        step = make_train_step(self.method, self.optimizers, self.config.ema.decay, self.key(STEP_STREAM))
         return jax.jit(
             step,
             in_shardings=(self.state_shardings, batch_sharding),

@@ -3,8 +3,8 @@
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import cv2
 import numpy as np

@@ -11,7 +11,8 @@ write rules against the parameter's own suffix (``r"Conv_\\d+/sn/kernel$"`` with
 
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np

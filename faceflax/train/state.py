@@ -1,6 +1,7 @@
 """The training state: every array a run owns, as one pytree."""
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.struct
 import jax

@@ -1,6 +1,6 @@
 """The generic GAN training step: a method's phases applied in order, each ``repeats`` times."""
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +10,7 @@ from faceflax.methods.base import Method, Nets, Phase
 from faceflax.train.state import Pytree, TrainState
 
 
-def _phase_update(
-    method: Method, optimizers: Mapping[str, optax.GradientTransformation], phase: Phase
-) -> Callable:
+def _phase_update(method: Method, optimizers: Mapping[str, optax.GradientTransformation], phase: Phase) -> Callable:
     """One update of ``phase.updates``: ``(carry, batch, key) -> (carry, metrics)``."""
 
     def update(carry, batch, key):
@@ -30,9 +28,7 @@ def _phase_update(
             updates, opt_state[name] = optimizers[name].update(grads[name], opt_state[name], params[name])
             params[name] = optax.apply_updates(params[name], updates)
             if phase.clip_value is not None:  # WGAN weight clipping, thesis Algorithm 3
-                params[name] = jax.tree.map(
-                    lambda p: jnp.clip(p, -phase.clip_value, phase.clip_value), params[name]
-                )
+                params[name] = jax.tree.map(lambda p: jnp.clip(p, -phase.clip_value, phase.clip_value), params[name])
         return (params, net_state, opt_state), {"loss": value, **metrics}
 
     return update
@@ -70,10 +66,7 @@ def make_train_step(
             averaged = jax.tree.map(lambda *values: jnp.mean(jnp.stack(values)), *repeat_metrics)
             metrics.update({f"{phase.name}_{name}": value for name, value in averaged.items()})
         params, net_state, opt_state = carry
-        ema = {
-            name: _ema(ema_params, params[name], ema_decay)
-            for name, ema_params in state.ema_params.items()
-        }
+        ema = {name: _ema(ema_params, params[name], ema_decay) for name, ema_params in state.ema_params.items()}
         new_state = state.replace(
             step=state.step + 1, params=params, state=net_state, opt_state=opt_state, ema_params=ema
         )

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from faceflax.data import celeba
 from tests.celeba_layout import SPLIT_NAMES, make_manual_dir
 
+
 def reference(manual_dir, name, resolution):
     """Independent crop: rows 39..179, cols 19..159 of the RGB image, INTER_AREA resize."""
     bgr = cv2.imread(str(manual_dir / "img_align_celeba" / name))
@@ -72,9 +73,7 @@ def test_crop_and_resize_matches_reference(dirs):
     manual_dir, _ = dirs
     bgr = cv2.imread(str(manual_dir / "img_align_celeba" / "000001.jpg"))
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(
-        celeba.crop_and_resize(rgb, 128), reference(manual_dir, "000001.jpg", 128)
-    )
+    np.testing.assert_array_equal(celeba.crop_and_resize(rgb, 128), reference(manual_dir, "000001.jpg", 128))
     with pytest.raises(ValueError, match="218x178"):
         celeba.crop_and_resize(rgb[:200], 64)
 

@@ -14,9 +14,7 @@ from faceflax.geometry.camera import (
 
 def face_points(rng: np.random.Generator, *batch: int, n: int = 50) -> np.ndarray:
     """Points in a face-sized box around the origin (Deep3DFaceRecon units)."""
-    return rng.uniform(-1, 1, size=(*batch, n, 3)).astype(np.float32) * np.float32(
-        [0.9, 1.1, 0.8]
-    )
+    return rng.uniform(-1, 1, size=(*batch, n, 3)).astype(np.float32) * np.float32([0.9, 1.1, 0.8])
 
 
 def pixels_to_ndc(pix: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
@@ -24,13 +22,9 @@ def pixels_to_ndc(pix: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     return (np.asarray(pix) + 0.5) * 2 / np.array([w, h]) - 1
 
 
-def dfr_project(
-    verts: np.ndarray, focal: float, center: float, distance: float, h: int
-):
+def dfr_project(verts: np.ndarray, focal: float, center: float, distance: float, h: int):
     """Deep3DFaceRecon to_camera -> to_image (persc_proj) -> landmark flip ``H - 1 - y``."""
-    persc_proj = (
-        np.array([focal, 0, center, 0, focal, center, 0, 0, 1.0]).reshape(3, 3).T
-    )
+    persc_proj = np.array([focal, 0, center, 0, focal, center, 0, 0, 1.0]).reshape(3, 3).T
     cam = verts.astype(np.float64).copy()
     cam[..., 2] = distance - cam[..., 2]
     proj = cam @ persc_proj
@@ -42,9 +36,7 @@ def dfr_project(
 def test_matches_deep3dfacerecon_projection():
     verts = face_points(np.random.default_rng(0), 3)
     pix, depth = PerspectiveCamera().project(verts)
-    np.testing.assert_allclose(
-        pix, dfr_project(verts, 1015.0, 112.0, 10.0, 224), atol=2e-4
-    )
+    np.testing.assert_allclose(pix, dfr_project(verts, 1015.0, 112.0, 10.0, 224), atol=2e-4)
     np.testing.assert_allclose(depth, 10.0 - verts[..., 2], atol=1e-6)
 
 
@@ -62,9 +54,7 @@ def test_optical_axis_hits_principal_point():
     "cam",
     [
         PerspectiveCamera(),
-        PerspectiveCamera(
-            focal=700.0, cx=90.5, cy=60.0, distance=8.0, image_size=(150, 190)
-        ),
+        PerspectiveCamera(focal=700.0, cx=90.5, cy=60.0, distance=8.0, image_size=(150, 190)),
         WeakPerspectiveCamera(),
         WeakPerspectiveCamera(scale=80.0, tx=95.0, ty=70.0, image_size=(150, 190)),
     ],
@@ -75,9 +65,7 @@ def test_clip_ndc_matches_projected_pixels(cam):
     pix, depth = cam.project(verts)
     clip = np.asarray(cam.to_clip(verts))
     ndc = clip[..., :3] / clip[..., 3:]
-    np.testing.assert_allclose(
-        ndc[..., :2], pixels_to_ndc(pix, cam.image_size), atol=2e-6
-    )
+    np.testing.assert_allclose(ndc[..., :2], pixels_to_ndc(pix, cam.image_size), atol=2e-6)
     expected_w = depth if isinstance(cam, PerspectiveCamera) else np.ones_like(depth)
     np.testing.assert_allclose(clip[..., 3], expected_w, rtol=1e-6)
     assert np.all(clip[..., 3] > 0) and np.all(np.abs(ndc[..., 2]) < 1)
@@ -90,9 +78,7 @@ def test_clip_ndc_matches_projected_pixels(cam):
 def test_near_and_far_planes_map_to_ndc_bounds(cam_type):
     cam = cam_type(distance=10.0, znear=5.0, zfar=15.0)
     # depth = distance - z: z = 5 is the near plane, z = -5 the far plane.
-    clip = np.asarray(
-        cam.to_clip(np.array([[0.2, 0.1, 5.0], [0.2, 0.1, -5.0]], np.float32))
-    )
+    clip = np.asarray(cam.to_clip(np.array([[0.2, 0.1, 5.0], [0.2, 0.1, -5.0]], np.float32)))
     np.testing.assert_allclose(clip[:, 2] / clip[:, 3], [-1.0, 1.0], atol=1e-6)
 
 
@@ -108,9 +94,7 @@ def test_image_size_rescaling_keeps_ndc():
     pix, _ = cam.project(verts)
     np.testing.assert_allclose(pixels_to_ndc(pix, size), ndc, atol=2e-5)
     # The default reference is Deep3DFaceRecon's camera.
-    np.testing.assert_allclose(
-        PerspectiveCamera.for_image_size((448, 448)).focal, 2030.0
-    )
+    np.testing.assert_allclose(PerspectiveCamera.for_image_size((448, 448)).focal, 2030.0)
     with pytest.raises(ValueError, match="aspect ratio"):
         PerspectiveCamera.for_image_size((224, 300))
 
@@ -134,9 +118,7 @@ def test_batched_cameras_broadcast_vmap_and_loop_agree():
     verts = face_points(rng, 3)
     focal = np.array([900.0, 1015.0, 1200.0], np.float32)
     distance = np.array([9.0, 10.0, 12.0], np.float32)
-    batched = PerspectiveCamera(
-        focal=jnp.asarray(focal), distance=jnp.asarray(distance)
-    )
+    batched = PerspectiveCamera(focal=jnp.asarray(focal), distance=jnp.asarray(distance))
     clip = batched.to_clip(verts)
     pix, _ = batched.project(verts)
     every_leaf_batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (3,)), batched)
@@ -144,9 +126,7 @@ def test_batched_cameras_broadcast_vmap_and_loop_agree():
     np.testing.assert_allclose(clip, mapped, rtol=1e-6, atol=1e-5)
     for i in range(3):
         single = PerspectiveCamera(focal=float(focal[i]), distance=float(distance[i]))
-        np.testing.assert_allclose(
-            clip[i], single.to_clip(verts[i]), rtol=1e-6, atol=1e-6
-        )
+        np.testing.assert_allclose(clip[i], single.to_clip(verts[i]), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(pix[i], single.project(verts[i])[0], atol=1e-4)
 
 
@@ -168,9 +148,7 @@ def test_gradients_through_camera_and_points():
     clip = np.asarray(cam.to_clip(verts))
     dpix = np.stack([verts[:, 0] / depth, -verts[:, 1] / depth], -1)
     dclip = np.stack([2 * verts[:, 0] / 224, -2 * verts[:, 1] / 224], -1)
-    expected = (
-        np.mean(2 * (pix - target) * dpix) + np.sum(2 * clip[:, :2] * dclip) / clip.size
-    )
+    expected = np.mean(2 * (pix - target) * dpix) + np.sum(2 * clip[:, :2] * dclip) / clip.size
     np.testing.assert_allclose(g_cam.focal, expected, rtol=1e-4)
 
 

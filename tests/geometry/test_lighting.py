@@ -52,9 +52,7 @@ def test_matches_deep3dfacerecon_compute_color():
     expected, basis = dfr_compute_color(albedo, normals, gamma)
     np.testing.assert_allclose(sh_basis(normals), basis, atol=1e-6)
     np.testing.assert_allclose(shade(albedo, normals, gamma), expected, atol=2e-6)
-    np.testing.assert_allclose(
-        shade(albedo, normals, gamma.reshape(2, 3, 9)), expected, atol=2e-6
-    )
+    np.testing.assert_allclose(shade(albedo, normals, gamma.reshape(2, 3, 9)), expected, atol=2e-6)
 
 
 def test_basis_is_orthogonal_on_the_sphere():
@@ -90,9 +88,7 @@ def test_dc_term_is_independent_of_the_normal():
     gamma = np.zeros((3, 9), np.float32)
     gamma[:, 0] = [0.5, -0.2, 1.0]
     out = shade(np.ones((50, 3)), unit_normals(rng, 50), gamma, init_lit=0.0)
-    np.testing.assert_allclose(
-        out, np.broadcast_to(K0 * gamma[:, 0], (50, 3)), rtol=1e-6
-    )
+    np.testing.assert_allclose(out, np.broadcast_to(K0 * gamma[:, 0], (50, 3)), rtol=1e-6)
     # A first-band term is not: light from +z (gamma_2) brightens normals facing +z.
     gamma[:, 2] = 1.0
     out = np.asarray(shade(np.ones((2, 3)), [[0, 0, 1.0], [0, 0, -1.0]], gamma))
@@ -154,12 +150,8 @@ def test_gradients_match_finite_differences():
 
     # float32 (arrays cast explicitly: jit's dispatch cache may still hold the float64
     # signature): the gradient w.r.t. gamma of sum(w * colour) is sum_v w albedo Y.
-    w32, albedo32, normals32 = (
-        x.astype(np.float32) for x in (weights, albedo, normals)
-    )
-    grad = jax.grad(lambda g: jnp.sum(w32 * shade(albedo32, normals32, g)))(
-        gamma.astype(np.float32)
-    )
+    w32, albedo32, normals32 = (x.astype(np.float32) for x in (weights, albedo, normals))
+    grad = jax.grad(lambda g: jnp.sum(w32 * shade(albedo32, normals32, g)))(gamma.astype(np.float32))
     basis = np.asarray(sh_basis(normals32))
     expected = np.einsum("vc,vc,vk->ck", w32, albedo32, basis)
     np.testing.assert_allclose(grad.reshape(3, 9), expected, rtol=1e-5, atol=1e-5)

@@ -24,22 +24,16 @@ def dfr_compute_norm(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     v1, v2, v3 = (verts[..., faces[:, k], :] for k in range(3))
     face_norm = np.cross(v1 - v2, v2 - v3)
     face_norm /= np.maximum(np.linalg.norm(face_norm, axis=-1, keepdims=True), 1e-12)
-    face_norm = np.concatenate(
-        [face_norm, np.zeros_like(face_norm[..., :1, :])], axis=-2
-    )
+    face_norm = np.concatenate([face_norm, np.zeros_like(face_norm[..., :1, :])], axis=-2)
     vertex_norm = face_norm[..., point_buf, :].sum(axis=-2)
-    return vertex_norm / np.maximum(
-        np.linalg.norm(vertex_norm, axis=-1, keepdims=True), 1e-12
-    )
+    return vertex_norm / np.maximum(np.linalg.norm(vertex_norm, axis=-1, keepdims=True), 1e-12)
 
 
 def test_sphere_normals_are_positions():
     normals = np.asarray(vertex_normals(SPHERE_VERTS, SPHERE_FACES))
     assert np.min(np.sum(normals * SPHERE_VERTS, -1)) > 0.999
     np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-6)
-    np.testing.assert_allclose(
-        face_normals(SPHERE_VERTS, SPHERE_FACES), SPHERE.face_normals, atol=1e-5
-    )
+    np.testing.assert_allclose(face_normals(SPHERE_VERTS, SPHERE_FACES), SPHERE.face_normals, atol=1e-5)
     areas = np.asarray(triangle_areas(SPHERE_VERTS, SPHERE_FACES))
     np.testing.assert_allclose(areas, SPHERE.area_faces, rtol=1e-4)
     assert 0.98 * 4 * np.pi < areas.sum() < 4 * np.pi
@@ -57,20 +51,14 @@ def test_flat_ccw_quad_faces_plus_z():
     verts = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32)
     faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     np.testing.assert_allclose(face_normals(verts, faces), [[0, 0, 1.0]] * 2, atol=1e-7)
-    np.testing.assert_allclose(
-        vertex_normals(verts, faces), [[0, 0, 1.0]] * 4, atol=1e-7
-    )
+    np.testing.assert_allclose(vertex_normals(verts, faces), [[0, 0, 1.0]] * 4, atol=1e-7)
     np.testing.assert_allclose(triangle_areas(verts, faces), [0.5, 0.5], atol=1e-7)
     # Clockwise winding flips the normal.
-    np.testing.assert_allclose(
-        face_normals(verts, faces[:, ::-1]), [[0, 0, -1.0]] * 2, atol=1e-7
-    )
+    np.testing.assert_allclose(face_normals(verts, faces[:, ::-1]), [[0, 0, -1.0]] * 2, atol=1e-7)
 
 
 def test_degenerate_triangles_and_isolated_vertices_have_no_nan():
-    verts = jnp.array(
-        [[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [3, 0, 0], [5, 0, 0], [9, 9, 9.0]]
-    )
+    verts = jnp.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [3, 0, 0], [5, 0, 0], [9, 9, 9.0]])
     # A good face, a face with coincident vertices, a collinear face; vertex 6 is isolated.
     faces = jnp.array([[0, 1, 2], [3, 3, 3], [1, 4, 5]], jnp.int32)
     normals = vertex_normals(verts, faces)
@@ -82,9 +70,7 @@ def test_degenerate_triangles_and_isolated_vertices_have_no_nan():
     weights = jnp.arange(21.0).reshape(7, 3)
 
     def loss(v):
-        return jnp.sum(weights * vertex_normals(v, faces)) + jnp.sum(
-            triangle_areas(v, faces)
-        )
+        return jnp.sum(weights * vertex_normals(v, faces)) + jnp.sum(triangle_areas(v, faces))
 
     grad = jax.jit(jax.grad(loss))(verts)
     assert np.all(np.isfinite(grad))

@@ -156,9 +156,7 @@ def test_bfm2009_shape_albedo_units_and_triangles(bfm_files):
     mu, pcs, ev = bfm["shapeMU"][:, 0], bfm["shapePC"], bfm["shapeEV"][:, 0]
     direct = (mu + pcs @ (ev * alpha)) / 1e5
     centre = (mu / 1e5).reshape(-1, 3).mean(axis=0)
-    np.testing.assert_allclose(
-        mm.shape(model, alpha), direct.reshape(-1, 3) - centre, rtol=1e-4, atol=1e-5
-    )
+    np.testing.assert_allclose(mm.shape(model, alpha), direct.reshape(-1, 3) - centre, rtol=1e-4, atol=1e-5)
     colour = (bfm["texMU"][:, 0] + bfm["texPC"] @ (bfm["texEV"][:, 0] * gamma)) / 255
     colour = colour.reshape(-1, 3)
     np.testing.assert_allclose(mm.albedo(model, gamma), colour, atol=1e-4)
@@ -255,9 +253,7 @@ def test_bfm_front_matches_deep3dfacerecon(bfm_files):
     mean = front["meanshape"].reshape(-1, 3)
     mean = (mean - mean.mean(axis=0)).reshape(1, -1)
     expected = ids @ front["idBase"].T + exps @ front["exBase"].T + mean
-    np.testing.assert_allclose(
-        mm.shape(model, ids, exps), expected.reshape(3, -1, 3), rtol=1e-4, atol=1e-5
-    )
+    np.testing.assert_allclose(mm.shape(model, ids, exps), expected.reshape(3, -1, 3), rtol=1e-4, atol=1e-5)
     colour = (texs @ front["texBase"].T + front["meantex"]) / 255.0
     colour = colour.reshape(3, -1, 3)
     np.testing.assert_allclose(mm.albedo(model, texs), colour, atol=1e-4)
@@ -332,9 +328,7 @@ def test_resize_ranks_pads_and_truncates(bfm_files):
     assert (big.id_rank, big.exp_rank, big.albedo_rank) == (100, 70, 80)
     rng = np.random.default_rng(4)
     ids, exps = rng.normal(size=100), rng.normal(size=70)
-    np.testing.assert_allclose(
-        mm.shape(big, ids, exps), mm.shape(model, ids[:80], exps[:64]), atol=1e-6
-    )
+    np.testing.assert_allclose(mm.shape(big, ids, exps), mm.shape(model, ids[:80], exps[:64]), atol=1e-6)
     np.testing.assert_allclose(
         mm.shape(small, ids[:10], exps[:5]),
         mm.shape(model, np.r_[ids[:10], np.zeros(70)], np.r_[exps[:5], np.zeros(59)]),
@@ -405,9 +399,7 @@ def test_ict_face_and_head_region(ict, asset_mirror):
     # model UVs at half width; head and neck polygons use the right half.
     n_face = len(ict.faces)
     np.testing.assert_array_equal(model.faces[:n_face], ict.faces)
-    np.testing.assert_allclose(
-        model.uvs[model.uv_faces[:n_face]], ict.uvs[ict.uv_faces] * [0.5, 1], atol=1e-6
-    )
+    np.testing.assert_allclose(model.uvs[model.uv_faces[:n_face]], ict.uvs[ict.uv_faces] * [0.5, 1], atol=1e-6)
     assert model.uvs[model.uv_faces[n_face:], 0].min() >= 0.5
     np.testing.assert_allclose(model.mean[:9409].mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(model.mean[:9409], ict.mean, atol=1e-6)
@@ -433,9 +425,7 @@ def test_mediapipe_canonical_face(asset_mirror, tmp_path):
     assert model.name == "canonical_face_model" and model.albedo_basis is None
     check_face_conventions(model)
     np.testing.assert_allclose(mm.shape(model), model.mean)
-    np.testing.assert_allclose(
-        mm.shape(model, np.zeros((4, 0))), np.broadcast_to(model.mean, (4, 468, 3))
-    )
+    np.testing.assert_allclose(mm.shape(model, np.zeros((4, 0))), np.broadcast_to(model.mean, (4, 468, 3)))
     assert mm.from_obj(path).landmarks.shape == (0,)
     with pytest.raises(ValueError, match="no albedo"):
         mm.albedo(model)
@@ -454,21 +444,15 @@ def test_from_obj_needs_uvs(tmp_path):
         mm.from_obj(path)
 
 
-def test_load_model_resolves_names_and_bfm_folders(
-    bfm_files, asset_mirror, tmp_path, monkeypatch
-):
+def test_load_model_resolves_names_and_bfm_folders(bfm_files, asset_mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("FACEFLAX_ASSETS", str(asset_mirror))
     assert mm.load_model("mediapipe").num_vertices == 468
     folder = bfm_files["folder"]
     front = mm.load_model(f"bfm:{folder}")
-    np.testing.assert_array_equal(
-        front.mean, mm.from_bfm_front(folder / "BFM_model_front.mat").mean
-    )
+    np.testing.assert_array_equal(front.mean, mm.from_bfm_front(folder / "BFM_model_front.mat").mean)
     full_only = tmp_path / "bfm"
     full_only.mkdir()
-    (full_only / "01_MorphableModel.mat").write_bytes(
-        (folder / "01_MorphableModel.mat").read_bytes()
-    )
+    (full_only / "01_MorphableModel.mat").write_bytes((folder / "01_MorphableModel.mat").read_bytes())
     full = mm.load_model(f"bfm:{full_only}")
     assert (full.id_rank, full.exp_rank) == (199, 0)
     with pytest.raises(ValueError, match="no Basel Face Model at .*Register at"):

@@ -141,6 +141,4 @@ def test_ict_neutral_mesh(asset_mirror):
     assert mesh.faces.shape == (548 + 2 * 25836, 3) == mesh.uv_faces.shape
     assert mesh.face_source.max() == 26383
     assert mesh.faces.max() == 26718 and mesh.uv_faces.min() >= 0
-    np.testing.assert_array_equal(
-        read_positions(folder / "identity000.obj").shape, mesh.positions.shape
-    )
+    np.testing.assert_array_equal(read_positions(folder / "identity000.obj").shape, mesh.positions.shape)

@@ -17,15 +17,9 @@ def dfr_compute_rotation(angles: np.ndarray) -> np.ndarray:
     """Deep3DFaceRecon models/bfm.py compute_rotation: (Rz Ry Rx)^T, used as ``pts @ rot``."""
     x, y, z = angles[:, 0], angles[:, 1], angles[:, 2]
     one, zero = np.ones_like(x), np.zeros_like(x)
-    rot_x = np.stack(
-        [one, zero, zero, zero, np.cos(x), -np.sin(x), zero, np.sin(x), np.cos(x)], 1
-    ).reshape(-1, 3, 3)
-    rot_y = np.stack(
-        [np.cos(y), zero, np.sin(y), zero, one, zero, -np.sin(y), zero, np.cos(y)], 1
-    ).reshape(-1, 3, 3)
-    rot_z = np.stack(
-        [np.cos(z), -np.sin(z), zero, np.sin(z), np.cos(z), zero, zero, zero, one], 1
-    ).reshape(-1, 3, 3)
+    rot_x = np.stack([one, zero, zero, zero, np.cos(x), -np.sin(x), zero, np.sin(x), np.cos(x)], 1).reshape(-1, 3, 3)
+    rot_y = np.stack([np.cos(y), zero, np.sin(y), zero, one, zero, -np.sin(y), zero, np.cos(y)], 1).reshape(-1, 3, 3)
+    rot_z = np.stack([np.cos(z), -np.sin(z), zero, np.sin(z), np.cos(z), zero, zero, zero, one], 1).reshape(-1, 3, 3)
     return np.transpose(rot_z @ rot_y @ rot_x, (0, 2, 1))
 
 
@@ -51,27 +45,17 @@ def test_euler_axes_and_orthonormality():
     a = 0.3
     c, s = np.cos(a), np.sin(a)
     # Positive pitch turns +y toward +z, positive yaw +z toward +x, positive roll +x toward +y.
-    np.testing.assert_allclose(
-        euler_to_matrix([a, 0, 0]) @ np.array([0, 1, 0.0]), [0, c, s], atol=1e-6
-    )
-    np.testing.assert_allclose(
-        euler_to_matrix([0, a, 0]) @ np.array([0, 0, 1.0]), [s, 0, c], atol=1e-6
-    )
-    np.testing.assert_allclose(
-        euler_to_matrix([0, 0, a]) @ np.array([1, 0, 0.0]), [c, s, 0], atol=1e-6
-    )
+    np.testing.assert_allclose(euler_to_matrix([a, 0, 0]) @ np.array([0, 1, 0.0]), [0, c, s], atol=1e-6)
+    np.testing.assert_allclose(euler_to_matrix([0, a, 0]) @ np.array([0, 0, 1.0]), [s, 0, c], atol=1e-6)
+    np.testing.assert_allclose(euler_to_matrix([0, 0, a]) @ np.array([1, 0, 0.0]), [c, s, 0], atol=1e-6)
     m = np.asarray(euler_to_matrix(random_angles(np.random.default_rng(1), 32)))
-    np.testing.assert_allclose(
-        m @ np.swapaxes(m, -1, -2), np.broadcast_to(np.eye(3), m.shape), atol=1e-6
-    )
+    np.testing.assert_allclose(m @ np.swapaxes(m, -1, -2), np.broadcast_to(np.eye(3), m.shape), atol=1e-6)
     np.testing.assert_allclose(np.linalg.det(m), 1.0, atol=1e-5)
 
 
 def test_euler_round_trip_and_batching():
     rng = np.random.default_rng(2)
-    angles = rng.uniform(-1, 1, size=(4, 5, 3)).astype(np.float32) * np.array(
-        [1.4, 1.4, 3.1], np.float32
-    )
+    angles = rng.uniform(-1, 1, size=(4, 5, 3)).astype(np.float32) * np.array([1.4, 1.4, 3.1], np.float32)
     m = euler_to_matrix(angles)
     assert m.shape == (4, 5, 3, 3)
     np.testing.assert_allclose(matrix_to_euler(m), angles, atol=2e-5)
@@ -87,15 +71,11 @@ def test_6d_round_trip_and_gram_schmidt():
     x = rng.normal(size=(2, 8, 6)).astype(np.float32)
     r = np.asarray(matrix_from_6d(x))
     assert r.shape == (2, 8, 3, 3)
-    np.testing.assert_allclose(
-        np.swapaxes(r, -1, -2) @ r, np.broadcast_to(np.eye(3), r.shape), atol=1e-5
-    )
+    np.testing.assert_allclose(np.swapaxes(r, -1, -2) @ r, np.broadcast_to(np.eye(3), r.shape), atol=1e-5)
     np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-5)
     a1, a2 = x[..., :3], x[..., 3:]
     # First column along a1; second column in span(a1, a2) on a2's side of a1.
-    np.testing.assert_allclose(
-        r[..., :, 0], a1 / np.linalg.norm(a1, axis=-1, keepdims=True), atol=1e-6
-    )
+    np.testing.assert_allclose(r[..., :, 0], a1 / np.linalg.norm(a1, axis=-1, keepdims=True), atol=1e-6)
     normal = np.cross(a1, a2)
     np.testing.assert_allclose(np.sum(r[..., :, 1] * normal, -1), 0.0, atol=1e-5)
     assert np.all(np.sum(r[..., :, 1] * a2, -1) > 0)
@@ -115,9 +95,7 @@ def test_gradients_finite():
     assert np.all(np.isfinite(gx)) and np.all(np.isfinite(ga))
     # Scale invariance of Gram-Schmidt: d/dt loss(x * (1 + t)) = 0 => <grad, x> = 0 per block.
     for block in (slice(0, 3), slice(3, 6)):
-        np.testing.assert_allclose(
-            np.sum(gx[:, block] * x[:, block], -1), 0.0, atol=1e-3
-        )
+        np.testing.assert_allclose(np.sum(gx[:, block] * x[:, block], -1), 0.0, atol=1e-3)
 
 
 def test_rigid_transform_broadcasts_shared_pose():
@@ -131,6 +109,4 @@ def test_rigid_transform_broadcasts_shared_pose():
 def test_matrix_to_euler_near_gimbal_limit():
     limit = np.deg2rad(89.0)
     angles = np.array([[limit, 0.5, -0.3], [-0.2, -limit + 0.01, 2.0]], np.float32)
-    np.testing.assert_allclose(
-        matrix_to_euler(euler_to_matrix(angles)), angles, atol=2e-3
-    )
+    np.testing.assert_allclose(matrix_to_euler(euler_to_matrix(angles)), angles, atol=2e-3)

@@ -34,7 +34,7 @@ def test_hinge_and_wasserstein_values():
 def test_gradient_penalty_of_linear_critic(scale, expected):
     w = jax.random.normal(jax.random.key(0), (4, 4, 3))
     w = scale * w / jnp.linalg.norm(w)  # ||grad|| = scale everywhere
-    critic = lambda x: jnp.sum(x * w, axis=(1, 2, 3))  # noqa: E731
+    critic = lambda x: jnp.sum(x * w, axis=(1, 2, 3))
     real, fake = jax.random.uniform(jax.random.key(1), (2, 5, 4, 4, 3))
     penalty, norms = adversarial.gradient_penalty(critic, real, fake, jax.random.key(2))
     np.testing.assert_allclose(norms, scale, rtol=1e-5)
@@ -42,7 +42,7 @@ def test_gradient_penalty_of_linear_critic(scale, expected):
 
 
 def test_gradient_norm_is_per_sample():
-    critic = lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3))  # noqa: E731  grad = x_hat
+    critic = lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3))
     real, fake = jax.random.normal(jax.random.key(3), (2, 6, 3, 3, 2))
     key = jax.random.key(4)
     penalty, norms = adversarial.gradient_penalty(critic, real, fake, key)

@@ -39,9 +39,7 @@ def random_scene(seed, batch=2, num_verts=60, num_faces=40, spread=1.3):
         ],
         -1,
     )
-    return pinhole_clip(view), rng.integers(0, num_verts, (num_faces, 3)).astype(
-        np.int32
-    )
+    return pinhole_clip(view), rng.integers(0, num_verts, (num_faces, 3)).astype(np.int32)
 
 
 def triangle_at(clip, face, size, row, col):
@@ -57,8 +55,7 @@ def triangle_at(clip, face, size, row, col):
     bary = (
         np.array(
             [
-                (x[(k + 1) % 3] - col) * (y[(k + 2) % 3] - row)
-                - (x[(k + 2) % 3] - col) * (y[(k + 1) % 3] - row)
+                (x[(k + 1) % 3] - col) * (y[(k + 2) % 3] - row) - (x[(k + 2) % 3] - col) * (y[(k + 1) % 3] - row)
                 for k in range(3)
             ]
         )
@@ -76,9 +73,7 @@ def assert_matches_reference(clip, faces, size, **kwargs):
     # i.e. where float32 and float64 may legitimately round differently.
     for b, row, col in zip(*np.nonzero(differ)):
         seen = [
-            triangle_at(clip[b], faces[t], size, row, col)
-            for t in (tri_id[b, row, col], ref_id[b, row, col])
-            if t >= 0
+            triangle_at(clip[b], faces[t], size, row, col) for t in (tri_id[b, row, col], ref_id[b, row, col]) if t >= 0
         ]
         on_edge = min(abs(margin) for margin, _ in seen) < 1e-4
         depth_tie = len(seen) == 2 and abs(seen[0][1] - seen[1][1]) < 1e-5
@@ -87,11 +82,7 @@ def assert_matches_reference(clip, faces, size, **kwargs):
     same = ~differ & (ref_id >= 0)
     # float32 vs float64: 1e-5 almost everywhere; sub-pixel triangles amplify rounding a little.
     bary_error = np.abs(np.asarray(fragments.bary)[same] - ref_bary[same])
-    assert np.mean(bary_error > 1e-5) < 0.01 and bary_error.max() < 2e-4, (
-        bary_error.max()
-    )
-    np.testing.assert_allclose(
-        np.asarray(fragments.depth)[same], ref_depth[same], atol=1e-5
-    )
+    assert np.mean(bary_error > 1e-5) < 0.01 and bary_error.max() < 2e-4, bary_error.max()
+    np.testing.assert_allclose(np.asarray(fragments.depth)[same], ref_depth[same], atol=1e-5)
     assert np.all(np.asarray(fragments.bary)[ref_id < 0] == 0)
     return fragments

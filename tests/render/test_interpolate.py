@@ -14,9 +14,7 @@ SIZE = (32, 32)
 
 def tilted_quad():
     """A quad leaning away from the camera (depths 3..5), two triangles, with UVs and colours."""
-    view = np.array(
-        [[-1.0, -1.0, 3.0], [1.0, -1.0, 3.0], [1.2, 1.1, 5.0], [-1.2, 1.1, 5.0]]
-    )
+    view = np.array([[-1.0, -1.0, 3.0], [1.0, -1.0, 3.0], [1.2, 1.1, 5.0], [-1.2, 1.1, 5.0]])
     faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     uvs = np.array([[0.1, 0.9], [0.9, 0.9], [0.9, 0.1], [0.1, 0.1]], np.float32)
     return view, faces, uvs
@@ -35,18 +33,14 @@ def test_texture_matches_scipy_bilinear_with_edge_clamping():
         rows = uv[b, ..., 1] * 9 - 0.5
         cols = uv[b, ..., 0] * 13 - 0.5
         for c in range(3):
-            expected = ndimage.map_coordinates(
-                tex[b, ..., c], [rows, cols], order=1, mode="nearest"
-            )
+            expected = ndimage.map_coordinates(tex[b, ..., c], [rows, cols], order=1, mode="nearest")
             np.testing.assert_allclose(ours[b, ..., c], expected, atol=1e-5)
 
 
 def test_texture_is_shared_across_the_batch_when_unbatched():
     tex = np.random.default_rng(1).uniform(size=(4, 4, 2)).astype(np.float32)
     uv = np.random.default_rng(2).uniform(size=(3, 5, 5, 2)).astype(np.float32)
-    np.testing.assert_allclose(
-        texture(tex, uv), texture(np.broadcast_to(tex, (3, 4, 4, 2)), uv)
-    )
+    np.testing.assert_allclose(texture(tex, uv), texture(np.broadcast_to(tex, (3, 4, 4, 2)), uv))
     with pytest.raises(ValueError, match="tex must be batched"):
         texture(np.zeros((2, 4, 4, 2)), uv)
 
@@ -59,9 +53,7 @@ def test_interpolated_positions_lie_on_the_camera_rays():
     covered = np.asarray(fragments.tri_id[0]) >= 0
     assert covered.mean() > 0.1
     rays = pixel_rays(SIZE)
-    np.testing.assert_allclose(
-        points[covered], rays[covered] * points[covered][:, 2:], atol=1e-4
-    )
+    np.testing.assert_allclose(points[covered], rays[covered] * points[covered][:, 2:], atol=1e-4)
     # Screen-space (affine) interpolation would miss the rays by far more than that.
     depth_range = points[covered][:, 2]
     assert depth_range.max() - depth_range.min() > 1.0
@@ -73,8 +65,7 @@ def test_uv_triangles_may_index_a_different_vertex_set():
     seam_uvs = np.concatenate([uvs, uvs + 5.0])  # a second copy, as at a UV seam
     seam_faces = faces + 4
     np.testing.assert_allclose(
-        interpolate(seam_uvs, fragments, seam_faces)
-        - 5.0 * (fragments.tri_id[..., None] >= 0),
+        interpolate(seam_uvs, fragments, seam_faces) - 5.0 * (fragments.tri_id[..., None] >= 0),
         interpolate(uvs, fragments, faces),
         atol=1e-5,
     )
@@ -85,9 +76,7 @@ def render_loss_fn(faces, uvs, weights, size=SIZE):
 
     def loss(view, colours, tex):
         fragments = rasterize(pinhole_clip(view), faces, size)
-        shaded = texture(tex, interpolate(uvs, fragments, faces)) * interpolate(
-            colours, fragments, faces
-        )
+        shaded = texture(tex, interpolate(uvs, fragments, faces)) * interpolate(colours, fragments, faces)
         return jnp.sum(weights * shaded)
 
     return loss
@@ -102,9 +91,7 @@ def test_gradients_match_central_differences_away_from_silhouettes():
     base = rasterize(pinhole_clip(view), faces, SIZE)
     # Only pixels well inside a triangle count, so small perturbations change no coverage.
     interior = np.asarray(base.bary).min(-1) > 0.08
-    weights = jnp.asarray(
-        rng.uniform(size=(1, *SIZE, 3)) * interior[..., None], jnp.float32
-    )
+    weights = jnp.asarray(rng.uniform(size=(1, *SIZE, 3)) * interior[..., None], jnp.float32)
     loss = jax.jit(render_loss_fn(faces, uvs, weights))
     grads = jax.grad(loss, argnums=(0, 1, 2))(view, colours, tex)
     args = [view, colours, tex]
@@ -120,17 +107,13 @@ def test_gradients_match_central_differences_away_from_silhouettes():
 
             numeric = central_difference(along, args[which], direction, eps)
             analytic = jnp.sum(grads[which] * direction)
-            np.testing.assert_allclose(
-                analytic, numeric, rtol=2e-2, atol=1e-2 * abs(float(numeric)) + 1e-3
-            )
+            np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=1e-2 * abs(float(numeric)) + 1e-3)
     # The position perturbations kept every interior pixel on its triangle (else the check is void).
     for trial in range(3):
         direction = np.random.default_rng(10 + trial).normal(size=view.shape)
         for sign in (-1, 1):
             moved = rasterize(pinhole_clip(view + sign * 2e-3 * direction), faces, SIZE)
-            assert np.array_equal(
-                np.asarray(moved.tri_id)[interior], np.asarray(base.tri_id)[interior]
-            )
+            assert np.array_equal(np.asarray(moved.tri_id)[interior], np.asarray(base.tri_id)[interior])
 
 
 def test_texture_gradient_w_r_t_uv_matches_central_differences():
@@ -146,6 +129,4 @@ def test_texture_gradient_w_r_t_uv_matches_central_differences():
 
     direction = jnp.asarray(rng.normal(size=uv.shape), jnp.float32)
     numeric = central_difference(loss, uv, direction, 1e-3)
-    np.testing.assert_allclose(
-        jnp.sum(jax.grad(loss)(uv) * direction), numeric, rtol=1e-2
-    )
+    np.testing.assert_allclose(jnp.sum(jax.grad(loss)(uv) * direction), numeric, rtol=1e-2)

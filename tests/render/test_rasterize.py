@@ -51,9 +51,7 @@ def test_dense_subpixel_grid_is_watertight_and_exact():
     verts = np.stack([grid_x.ravel(), grid_y.ravel(), np.full(grid_x.size, 4.0)], -1)
     index = np.arange((cells + 1) ** 2).reshape(cells + 1, cells + 1)
     a, b, c, d = index[:-1, :-1], index[:-1, 1:], index[1:, :-1], index[1:, 1:]
-    faces = np.concatenate(
-        [np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)]
-    )
+    faces = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
     # Scaled by depth / focal so that the grid's NDC are exactly u, v in [-0.9, 0.9].
     clip = pinhole_clip(verts[None] * np.array([4.0 / FOCAL, 4.0 / FOCAL, 1.0]))
     tri_id = np.asarray(rasterize(clip, faces, size, chunk=4096).tri_id[0])
@@ -74,31 +72,21 @@ def test_nearest_surface_matches_trimesh_ray_casting():
     size = (40, 40)
     fragments = rasterize(pinhole_clip(verts[None]), np.asarray(sphere.faces), size)
     rays = pixel_rays(size).reshape(-1, 3)
-    intersector = trimesh.ray.ray_triangle.RayMeshIntersector(
-        trimesh.Trimesh(verts, sphere.faces, process=False)
-    )
+    intersector = trimesh.ray.ray_triangle.RayMeshIntersector(trimesh.Trimesh(verts, sphere.faces, process=False))
     hit_tri = intersector.intersects_first(np.zeros_like(rays), rays)
     tri_id = np.asarray(fragments.tri_id[0]).ravel()
     clip = pinhole_clip(verts[None])[0]
     for pixel in np.nonzero(tri_id != hit_tri)[0]:
         row, col = divmod(pixel, size[1])
         candidates = [t for t in (tri_id[pixel], hit_tri[pixel]) if t >= 0]
-        margins = [
-            triangle_at(clip, sphere.faces[t], size, row, col)[0] for t in candidates
-        ]
+        margins = [triangle_at(clip, sphere.faces[t], size, row, col)[0] for t in candidates]
         assert min(abs(m) for m in margins) < 1e-4, (row, col, margins)
     # Depth: the interpolated view-space depth equals the ray's hit distance along z.
     depth_attr = verts[None, :, 2:]
-    depth = np.asarray(interpolate(depth_attr, fragments, sphere.faces))[
-        0, ..., 0
-    ].ravel()
-    locations, ray_index, _ = intersector.intersects_location(
-        np.zeros_like(rays), rays, multiple_hits=False
-    )
+    depth = np.asarray(interpolate(depth_attr, fragments, sphere.faces))[0, ..., 0].ravel()
+    locations, ray_index, _ = intersector.intersects_location(np.zeros_like(rays), rays, multiple_hits=False)
     covered = tri_id[ray_index] >= 0
-    np.testing.assert_allclose(
-        depth[ray_index[covered]], locations[covered, 2], rtol=1e-4
-    )
+    np.testing.assert_allclose(depth[ray_index[covered]], locations[covered, 2], rtol=1e-4)
 
 
 def test_triangles_behind_the_camera_and_outside_the_depth_range_are_dropped():
@@ -117,9 +105,7 @@ def test_backface_culling_keeps_only_counter_clockwise_triangles_as_seen():
     ccw = np.array([[-1.0, -1.0, 3.0], [0.0, 1.0, 3.0], [1.0, -1.0, 3.0]])
     clip = pinhole_clip(np.concatenate([ccw, ccw[::-1]])[None])
     faces = np.array([[0, 1, 2], [3, 4, 5]])
-    kept = np.unique(
-        np.asarray(rasterize(clip, faces, (16, 16), cull_backfaces=True).tri_id)
-    )
+    kept = np.unique(np.asarray(rasterize(clip, faces, (16, 16), cull_backfaces=True).tri_id))
     assert set(kept) == {-1, 0}
 
 

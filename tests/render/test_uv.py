@@ -24,9 +24,7 @@ UV_SIZE = (256, 256)
 def posed(model, yaw_degrees, pitch_degrees=0.0):
     """The model's mean shape turned by ``yaw`` (and ``pitch``) degrees, batch 1."""
     angles = jnp.radians(jnp.array([[pitch_degrees, yaw_degrees, 0.0]]))
-    return rigid_transform(
-        jnp.asarray(model.mean)[None], euler_to_matrix(angles), jnp.zeros((1, 3))
-    )
+    return rigid_transform(jnp.asarray(model.mean)[None], euler_to_matrix(angles), jnp.zeros((1, 3)))
 
 
 def painted(size=UV_SIZE):
@@ -41,9 +39,7 @@ def painted(size=UV_SIZE):
 
 
 @pytest.mark.parametrize("yaw", [0.0, 50.0])
-def test_fast_rasterizer_matches_reference_on_face_meshes(
-    ict_face, mediapipe_face, yaw
-):
+def test_fast_rasterizer_matches_reference_on_face_meshes(ict_face, mediapipe_face, yaw):
     for model, size in ((ict_face, (64, 64)), (mediapipe_face, (96, 96))):
         camera = PerspectiveCamera.for_image_size(size)
         clip = np.asarray(camera.to_clip(posed(model, yaw)))
@@ -57,9 +53,7 @@ def test_painted_uv_texture_survives_render_and_resampling(ict_face):
     uv_frags = uv_fragments(ict_face.uvs, ict_face.uv_faces, UV_SIZE)
     tex = painted()
     verts = posed(ict_face, 0.0)
-    image, covered = render_uv_texture(
-        tex, verts, ict_face.faces, ict_face.uvs, ict_face.uv_faces, camera
-    )
+    image, covered = render_uv_texture(tex, verts, ict_face.faces, ict_face.uvs, ict_face.uv_faces, camera)
     assert 0.2 < float(covered.mean()) < 0.9
     sample = sample_uv_texture(image, verts, ict_face.faces, camera, uv_frags)
     visible = np.asarray(sample.visible[0])
@@ -78,9 +72,7 @@ def test_turning_the_head_hides_one_cheek_and_keeps_the_other(ict_face):
     left_right = []
     for yaw in (0.0, 60.0):
         visible = np.asarray(
-            sample_uv_texture(
-                image, posed(ict_face, yaw), ict_face.faces, camera, uv_frags
-            ).visible[0]
+            sample_uv_texture(image, posed(ict_face, yaw), ict_face.faces, camera, uv_frags).visible[0]
         )
         left_right.append((visible[:, :128].mean(), visible[:, 128:].mean()))
     (frontal_left, frontal_right), (turned_left, turned_right) = left_right
@@ -93,22 +85,12 @@ def test_image_mask_is_eroded_before_sampling(ict_face):
     uv_frags = uv_fragments(ict_face.uvs, ict_face.uv_faces, UV_SIZE)
     verts = posed(ict_face, 0.0)
     image = jnp.ones((1, 224, 224, 3))
-    mask = (
-        jnp.zeros((1, 224, 224)).at[:, :, :112].set(1.0)
-    )  # the image's left half only
+    mask = jnp.zeros((1, 224, 224)).at[:, :, :112].set(1.0)  # the image's left half only
     full = sample_uv_texture(image, verts, ict_face.faces, camera, uv_frags).visible
-    masked = sample_uv_texture(
-        image, verts, ict_face.faces, camera, uv_frags, image_mask=mask
-    ).visible
-    eroded = sample_uv_texture(
-        image, verts, ict_face.faces, camera, uv_frags, image_mask=mask, erode_pixels=10
-    ).visible
+    masked = sample_uv_texture(image, verts, ict_face.faces, camera, uv_frags, image_mask=mask).visible
+    eroded = sample_uv_texture(image, verts, ict_face.faces, camera, uv_frags, image_mask=mask, erode_pixels=10).visible
     assert float(full.mean()) > float(masked.mean()) > float(eroded.mean()) > 0
-    coords_x = np.asarray(
-        sample_uv_texture(image, verts, ict_face.faces, camera, uv_frags).image_coords[
-            0, ..., 0
-        ]
-    )
+    coords_x = np.asarray(sample_uv_texture(image, verts, ict_face.faces, camera, uv_frags).image_coords[0, ..., 0])
     assert np.all(coords_x[np.asarray(eroded[0])] * 224 - 0.5 < 112 - 10 + 0.5)
 
 
@@ -116,21 +98,13 @@ def test_vertex_visibility_scores(ict_face):
     """MvInvert eq. 4: cosines toward the camera, 0 when back-facing, hidden or near the silhouette."""
     camera = PerspectiveCamera()
     nose_tip = int(ict_face.landmarks[30])
-    frontal = np.asarray(
-        vertex_visibility(posed(ict_face, 0.0), ict_face.faces, camera)[0]
-    )
+    frontal = np.asarray(vertex_visibility(posed(ict_face, 0.0), ict_face.faces, camera)[0])
     assert frontal[nose_tip] > 0.8
     assert np.all((frontal >= 0) & (frontal <= 1))
-    strict = np.asarray(
-        vertex_visibility(
-            posed(ict_face, 0.0), ict_face.faces, camera, boundary_pixels=8
-        )[0]
-    )
+    strict = np.asarray(vertex_visibility(posed(ict_face, 0.0), ict_face.faces, camera, boundary_pixels=8)[0])
     assert np.count_nonzero(strict) < np.count_nonzero(frontal)
     assert np.all(strict[strict > 0] == frontal[strict > 0])
-    turned = np.asarray(
-        vertex_visibility(posed(ict_face, 70.0), ict_face.faces, camera)[0]
-    )
+    turned = np.asarray(vertex_visibility(posed(ict_face, 70.0), ict_face.faces, camera)[0])
     x = np.asarray(ict_face.mean[:, 0])
     # At 70 degrees one half of the face loses most of its visible vertices, the other does not.
     halves = (np.count_nonzero(turned[x < -0.2]), np.count_nonzero(turned[x > 0.2]))
@@ -142,9 +116,7 @@ def test_uv_and_vertex_colours_convert_both_ways(ict_face):
     colours = jnp.asarray(0.5 + 0.5 * np.tanh(positions / 0.6), jnp.float32)[None]
     uv_frags = uv_fragments(ict_face.uvs, ict_face.uv_faces, (512, 512))
     tex = vertex_colors_to_uv(colours, ict_face.faces, uv_frags)
-    back = uv_to_vertex_colors(
-        tex, ict_face.uvs, ict_face.faces, ict_face.uv_faces, len(positions)
-    )
+    back = uv_to_vertex_colors(tex, ict_face.uvs, ict_face.faces, ict_face.uv_faces, len(positions))
     error = np.abs(np.asarray(back - colours))[0]
     assert np.quantile(error, 0.9) < 0.01
     assert np.all(np.asarray(tex)[0][np.asarray(uv_frags.tri_id[0]) < 0] == 0)
