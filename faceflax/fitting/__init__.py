@@ -1,0 +1,1 @@
+"""Model fitting: morphable-model pose, identity and expression from 2D landmarks."""
