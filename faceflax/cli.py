@@ -1,4 +1,5 @@
-"""The ``faceflax`` command: ``faceflax train | eval --config FILE.py[:ARG] --workdir DIR`` and
+"""The ``faceflax`` command: ``faceflax reconstruct [PHOTO | DIR | GLOB ...] --out DIR``,
+``faceflax train | eval --config FILE.py[:ARG] --workdir DIR`` and
 ``faceflax assets list | verify [NAME...] | fetch NAME``."""
 
 import argparse
@@ -28,11 +29,15 @@ def _config_listing() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceflax",
-        description="GAN-based face synthesis in JAX/Flax: train and evaluate experiment configs, manage assets.",
+        description=(
+            "GAN-based face synthesis in JAX/Flax: reconstruct textured 3D faces from photos, "
+            "train and evaluate experiment configs, manage assets."
+        ),
         epilog=_config_listing(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _reconstruct_parser(commands)
     for name, help_text in (
         ("train", "train a config, resuming from the latest checkpoint in --workdir"),
         ("eval", "score the latest checkpoint in --workdir (FID, IS) and write eval.json"),
@@ -70,6 +75,61 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reconstruct_parser(commands) -> None:
+    text = (
+        "one photo (or many) in: a textured 3D face with a complete UV texture, an OBJ mesh, renders at the "
+        "photo's pose and from the front, left and right, a summary grid and a JSON report per photo"
+    )
+    command = commands.add_parser("reconstruct", help=text, description=text)
+    command.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="PHOTO",
+        help="image files, folders or glob patterns (default: the embedded astronaut photo)",
+    )
+    command.add_argument("--out", default="runs/reconstruct", help="output folder; one subfolder per photo")
+    command.add_argument("--model", default="ict", help="morphable model: ict, ict+head, mediapipe, bfm:PATH, npz:PATH")
+    command.add_argument("--landmarks", metavar="FILE", help="68 landmarks of the one photo (.npy, .json, .pts, text)")
+    command.add_argument("--uv-size", type=int, default=512, help="UV texture size in texels (default 512)")
+    command.add_argument("--crop-size", type=int, default=512, help="face square the stages work in (default 512)")
+    command.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances")
+    command.add_argument("--skip-existing", action="store_true", help="resume: skip photos with a complete folder")
+    command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    """``faceflax reconstruct``: 0 when every photo worked, 1 when some failed (the others are written)."""
+    from faceflax.data.faces import load_landmarks  # deferred: imports dlib and JAX only when needed
+    from faceflax.geometry.morphable import load_model
+    from faceflax.reconstruct.pipeline import ReconstructOptions, Reconstructor, enable_compilation_cache
+    from faceflax.reconstruct.run import expand_inputs, reconstruct_many
+
+    photos = expand_inputs(args.inputs)
+    landmarks = None if args.landmarks is None else load_landmarks(args.landmarks)
+    options = ReconstructOptions(crop_size=args.crop_size, uv_size=args.uv_size, identity=not args.no_identity)
+    options.check()
+    enable_compilation_cache()
+    reconstructor = Reconstructor(load_model(args.model), options)
+    result = reconstruct_many(
+        photos,
+        Path(args.out),
+        reconstructor,
+        landmarks=landmarks,
+        skip_existing=args.skip_existing,
+        progress=not args.no_progress,
+    )
+    summary = f"reconstructed {len(result.done)} of {len(photos)} photo(s) into {args.out}"
+    if result.skipped:
+        summary += f"; {len(result.skipped)} skipped (already complete)"
+    print(summary)
+    if result.failed:
+        print(f"{len(result.failed)} photo(s) failed:", file=sys.stderr)
+        for source, message in result.failed:
+            print(f"  {source}: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _assets(args: argparse.Namespace) -> int:
     """``faceflax assets list | verify | fetch``; returns the exit code."""
     if args.action == "fetch":
@@ -103,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "assets":
             return _assets(args)
+        if args.command == "reconstruct":
+            return _reconstruct(args)
         config = load_config(args.config)
         apply_overrides(config, args.set)
         if args.distributed:
