@@ -20,8 +20,9 @@ import scipy.spatial
 
 from faceflax.fitting import landmarks as fl
 from faceflax.geometry.camera import PerspectiveCamera
-from faceflax.geometry.morphable import MorphableModel, shape
+from faceflax.geometry.morphable import shape
 from faceflax.geometry.rotation import euler_to_matrix, rigid_transform
+from tests.synthetic_faces import synthetic_face
 
 IMAGE = (224, 224)
 CAMERA = PerspectiveCamera.for_image_size(IMAGE)
@@ -103,66 +104,6 @@ def shape_error(a, b):
     u, _, vt = np.linalg.svd(a.T @ b)
     fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
     return np.linalg.norm(a @ (u @ fix @ vt) - b, axis=1).mean()
-
-
-def synthetic_face(seed=0, num_id=8, num_exp=4):
-    """A PCA face model built here: an ellipsoid cap (0.75 x 1 x 0.6) with a nose, 68 landmarks
-    placed on it in iBUG order, smooth random identity fields (quadratic and cubic in the
-    coordinates, so none mimics a rigid motion) and Gaussian expression bumps at the mouth."""
-    rng = np.random.default_rng(seed)
-    theta, phi = np.meshgrid(
-        np.radians(np.linspace(-105, 105, 85)), np.radians(np.linspace(-80, 70, 61)), indexing="ij"
-    )
-    x, y = 0.75 * np.cos(phi) * np.sin(theta), np.sin(phi)
-    z = 0.6 * np.cos(phi) * np.cos(theta)
-    z = z + (z > 0) * 0.28 * np.exp(-0.5 * ((x / 0.09) ** 2 + ((y + 0.02) / 0.16) ** 2))
-    mean = np.stack([x, y, z], -1).reshape(-1, 3)
-    grid = np.arange(theta.size).reshape(theta.shape)
-    q0, q1, q2, q3 = grid[:-1, :-1], grid[1:, :-1], grid[1:, 1:], grid[:-1, 1:]
-    faces = np.concatenate([np.stack([q0, q1, q2], -1), np.stack([q0, q2, q3], -1)]).reshape(-1, 3)
-    v0, v1, v2 = (mean[faces[:, k]] for k in range(3))
-    if np.sum(np.cross(v1 - v0, v2 - v0) * (v0 - mean.mean(0))) < 0:
-        faces = faces[:, ::-1]
-
-    def ring(centre, half, count):  # from the image-left point, clockwise seen from the front
-        a = np.pi - 2 * np.pi * np.arange(count) / count
-        return np.stack([centre[0] + half[0] * np.cos(a), centre[1] + half[1] * np.sin(a)], -1)
-
-    t = np.linspace(0, 1, 17)
-    targets = np.concatenate(  # (theta, phi) degrees
-        [
-            np.stack([-90 + 180 * t, 15 - 85 * np.sin(np.pi * t)], -1),  # jaw 0-16
-            np.stack([np.linspace(-55, -12, 5), [30, 36, 38, 37, 34]], -1),  # brows 17-26
-            np.stack([np.linspace(12, 55, 5), [34, 37, 38, 36, 30]], -1),
-            [[0, 24], [0, 17], [0, 10], [0, 2], [-14, -8], [-7, -10], [0, -11], [7, -10], [14, -8]],  # nose
-            ring((-28, 21), (10, 3.5), 6),  # eyes 36-47
-            ring((28, 21), (10, 3.5), 6),
-            ring((0, -30), (22, 8), 12),  # mouth 48-67
-            ring((0, -30), (14, 3), 8),
-        ]
-    )
-    params = np.stack([theta.reshape(-1), phi.reshape(-1)], -1)
-    landmarks = np.argmin(((params[None] - np.radians(targets)[:, None]) ** 2).sum(-1), axis=1)
-    mean = mean - mean.mean(0)
-    x, y, z = mean.T
-    features = np.stack([x * x, y * y, z * z, x * y, y * z, x * z, y**3, x * x * y], -1)
-    id_basis = np.einsum("vf,kfc->kvc", features, rng.normal(size=(num_id, features.shape[1], 3)) * 0.025)
-    mouth = 0.5 * (mean[landmarks[51]] + mean[landmarks[57]])
-    bump = np.exp(-0.5 * np.sum((mean - mouth) ** 2, -1) / 0.25**2)
-    exp_basis = bump[None, :, None] * rng.normal(size=(num_exp, 1, 3)) * 0.06
-    return MorphableModel(
-        mean=mean.astype(np.float32),
-        id_basis=id_basis.astype(np.float32),
-        exp_basis=exp_basis.astype(np.float32),
-        albedo_mean=None,
-        albedo_basis=None,
-        faces=faces.astype(np.int32),
-        uvs=np.zeros((len(mean), 2), np.float32),
-        uv_faces=faces.astype(np.int32),
-        landmarks=landmarks.astype(np.int32),
-        regions={"face": np.ones(len(mean), bool)},
-        name="synthetic",
-    )
 
 
 # --------------------------------------------------------------------------- scenarios
