@@ -92,6 +92,11 @@ def _reconstruct_parser(commands) -> None:
     command.add_argument("--landmarks", metavar="FILE", help="68 landmarks of the one photo (.npy, .json, .pts, text)")
     command.add_argument("--uv-size", type=int, default=512, help="UV texture size in texels (default 512)")
     command.add_argument("--crop-size", type=int, default=512, help="face square the stages work in (default 512)")
+    command.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="no symmetric flip blending (it assumes a symmetric face and light; MvInvert sec. 3.1 has none)",
+    )
     command.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances")
     command.add_argument("--skip-existing", action="store_true", help="resume: skip photos with a complete folder")
     command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -106,7 +111,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
     photos = expand_inputs(args.inputs)
     landmarks = None if args.landmarks is None else load_landmarks(args.landmarks)
-    options = ReconstructOptions(crop_size=args.crop_size, uv_size=args.uv_size, identity=not args.no_identity)
+    options = ReconstructOptions(
+        crop_size=args.crop_size, uv_size=args.uv_size, flip=not args.no_flip, identity=not args.no_identity
+    )
     options.check()
     enable_compilation_cache()
     reconstructor = Reconstructor(load_model(args.model), options)

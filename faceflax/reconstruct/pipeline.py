@@ -22,6 +22,7 @@ second process starts warm.
 """
 
 import dataclasses
+import functools
 import os
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from faceflax.geometry.morphable import MorphableModel
 from faceflax.geometry.rotation import euler_to_matrix
 from faceflax.reconstruct import texture, views
 from faceflax.reconstruct.crop import DEFAULT_CONTEXT, DEFAULT_SIZE, FaceCrop, face_crop
+from faceflax.render.rasterizer import rasterize
 from faceflax.render.uv import sample_uv_texture, uv_fragments, vertex_colors_to_uv
 
 
@@ -52,6 +54,7 @@ class ReconstructOptions:
     view_size: int = views.VIEW_SIZE
     forehead: float = texture.DEFAULT_FOREHEAD
     erosion: float = texture.DEFAULT_EROSION
+    flip: bool = True  # symmetric flip blending (thesis sec. 4.3.2.1); assumes a symmetric face and light
     identity: bool = True
     fit: landmark_fitting.LandmarkFitConfig = dataclasses.field(default_factory=landmark_fitting.LandmarkFitConfig)
 
@@ -120,9 +123,12 @@ class Reconstructor:
         self.uv_faces = jnp.asarray(model.uv_faces, jnp.int32)
         self.uv_frags = uv_fragments(self.uvs, self.uv_faces, (options.uv_size, options.uv_size))
         self.layout = np.asarray(self.uv_frags.tri_id[0] >= 0)
-        self.symmetric = texture.is_symmetric_layout(self.layout)
+        self.symmetric = options.flip and texture.is_symmetric_layout(self.layout)
         self.camera = PerspectiveCamera.for_image_size((options.crop_size, options.crop_size))
         self.view_camera = views.view_camera(options.view_size)
+        # The square scales every face alike (its landmark box is 1 / crop_context of the side), so the
+        # erosion radius, erosion x the jaw width, is one number of square pixels for all photos.
+        self.erosion = max(1, round(options.erosion * options.crop_size / options.crop_context))
         self.has_albedo = model.albedo_mean is not None
         self.bases = tuple(jnp.asarray(a, jnp.float32) for a in (model.mean, model.id_basis, model.exp_basis))
 
@@ -149,12 +155,12 @@ class Reconstructor:
             )
             verts, posed = _geometry(*self.bases, fit.angles, fit.translation, fit.id_coeffs, fit.exp_coeffs)
             square_landmarks = np.asarray(fit.landmarks)
-            mask = texture.face_region_mask(square_landmarks, square.shape[:2], options.forehead)
-            mask_radius = texture.erosion_pixels(square_landmarks, options.erosion)
-            mask = _erode(mask, mask_radius)
-            appearance = self._fit_appearance(posed, square, mask)
+            region = texture.face_region_mask(square_landmarks, square.shape[:2], options.forehead)
+            appearance = self._fit_appearance(posed, square, region)
         with clock("sample"):
-            uv = _sample(jnp.asarray(square), posed, jnp.asarray(mask), self.faces, self.camera, self.uv_frags)
+            uv = _sample(
+                jnp.asarray(square), posed, jnp.asarray(region), self.faces, self.camera, self.uv_frags, self.erosion
+            )
             sampled, visible = uv.texture[0], uv.visible[0]
             jax.block_until_ready(sampled)
         with clock("complete"):
@@ -170,8 +176,7 @@ class Reconstructor:
             )
             coverage = crop.coverage_in_photo(covered, photo.shape[:2])
             # Paste the face region only (soft edge): the model's neck and scalp would cover collars and hair.
-            region = texture.face_region_mask(square_landmarks, square.shape[:2], options.forehead)
-            soft = cv2.GaussianBlur(region.astype(np.float32), (0, 0), max(1.0, mask_radius / 2))
+            soft = cv2.GaussianBlur(region.astype(np.float32), (0, 0), max(1.0, self.erosion / 2))
             pasted = crop.paste(photo, at_input, crop.coverage_in_photo(covered * soft, photo.shape[:2]))
         rendered_views = dict(zip(views.VIEW_YAWS, novel))
         with clock("identity"):
@@ -231,9 +236,12 @@ def _geometry(mean, id_basis, exp_basis, angles, translation, id_coeffs, exp_coe
     return verts, verts @ euler_to_matrix(angles).T + translation
 
 
-@jax.jit
-def _sample(image, posed, mask, faces, camera, uv_frags):
-    return sample_uv_texture(image[None], posed[None], faces, camera, uv_frags, image_mask=mask[None])
+@functools.partial(jax.jit, static_argnames=("erosion",))
+def _sample(image, posed, region, faces, camera, uv_frags, erosion):
+    """The incomplete UV texture inside the face region and the rendered face, both eroded (sec. 4.3.1)."""
+    covered = rasterize(camera.to_clip(posed[None]), faces, camera.image_size).tri_id >= 0
+    mask = region[None] & covered
+    return sample_uv_texture(image[None], posed[None], faces, camera, uv_frags, image_mask=mask, erode_pixels=erosion)
 
 
 @jax.jit
@@ -279,8 +287,3 @@ def _inside(landmarks: np.ndarray, shape: tuple, name: str) -> np.ndarray:
     if not ((landmarks >= -0.5) & (landmarks <= np.array([w, h]) - 0.5)).all():
         raise ValueError(f"{name}: the given landmarks fall outside the {w}x{h} image")
     return landmarks
-
-
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    return cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)

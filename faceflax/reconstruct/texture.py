@@ -4,8 +4,10 @@
 segmentation network, eroded so that background and the piled-up vertices of the face's edge stay
 out. faceflax has no segmentation network at this stage, so the mask is the landmark polygon: the
 jaw (iBUG 0-16) closed over the brows (26..17) lifted by ``forehead`` times the chin-to-nose-bridge
-vector (8 -> 27), which takes in the lower forehead. :func:`face_region_mask` draws it;
-:func:`faceflax.render.uv.sample_uv_texture` erodes it by ``erosion`` times the jaw width.
+vector (8 -> 27), which takes in the lower forehead. :func:`face_region_mask` draws it; the
+reconstruction intersects it with the rendered face and erodes both by ``DEFAULT_EROSION`` times the
+face's width before sampling (:func:`faceflax.render.uv.sample_uv_texture`), so neither background
+beyond the landmarks nor the grazing texels at the mesh's silhouette get into UV_gt.
 
 **Completion (thesis sec. 4.3.2.1, Fig. 4.4; MvInvert sec. 3.1).** With ``T_UV`` the sampled texture,
 ``V`` its visible texels and ``T_M`` the model texture (the fitted 3DMM texture, "T_PCA"/"UV_bfm", or
@@ -53,12 +55,6 @@ def face_region_mask(landmarks: np.ndarray, image_size: tuple[int, int], forehea
     # 4 fractional bits: the polygon keeps sub-pixel landmark positions.
     cv2.fillPoly(mask, [np.round((polygon + 0.5) * 16 - 0.5).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     return mask.astype(bool)
-
-
-def erosion_pixels(landmarks: np.ndarray, erosion: float = DEFAULT_EROSION) -> int:
-    """The erosion radius: ``erosion`` x the jaw width (landmarks 0 to 16), at least one pixel."""
-    landmarks = np.asarray(landmarks, np.float64)
-    return max(1, round(erosion * float(np.linalg.norm(landmarks[16] - landmarks[0]))))
 
 
 def is_symmetric_layout(layout: np.ndarray, min_agreement: float = 0.98) -> bool:
