@@ -22,7 +22,6 @@ second process starts warm.
 """
 
 import dataclasses
-import functools
 import os
 import time
 from pathlib import Path
@@ -158,9 +157,9 @@ class Reconstructor:
             region = texture.face_region_mask(square_landmarks, square.shape[:2], options.forehead)
             appearance = self._fit_appearance(posed, square, region)
         with clock("sample"):
-            uv = _sample(
-                jnp.asarray(square), posed, jnp.asarray(region), self.faces, self.camera, self.uv_frags, self.erosion
-            )
+            covered = np.asarray(_coverage(posed, self.faces, self.camera))
+            mask = texture.sampling_mask(region, covered, self.erosion)
+            uv = _sample(jnp.asarray(square), posed, jnp.asarray(mask), self.faces, self.camera, self.uv_frags)
             sampled, visible = uv.texture[0], uv.visible[0]
             jax.block_until_ready(sampled)
         with clock("complete"):
@@ -236,12 +235,14 @@ def _geometry(mean, id_basis, exp_basis, angles, translation, id_coeffs, exp_coe
     return verts, verts @ euler_to_matrix(angles).T + translation
 
 
-@functools.partial(jax.jit, static_argnames=("erosion",))
-def _sample(image, posed, region, faces, camera, uv_frags, erosion):
-    """The incomplete UV texture inside the face region and the rendered face, both eroded (sec. 4.3.1)."""
-    covered = rasterize(camera.to_clip(posed[None]), faces, camera.image_size).tri_id >= 0
-    mask = region[None] & covered
-    return sample_uv_texture(image[None], posed[None], faces, camera, uv_frags, image_mask=mask, erode_pixels=erosion)
+@jax.jit
+def _coverage(posed, faces, camera):
+    return rasterize(camera.to_clip(posed[None]), faces, camera.image_size).tri_id[0] >= 0
+
+
+@jax.jit
+def _sample(image, posed, mask, faces, camera, uv_frags):
+    return sample_uv_texture(image[None], posed[None], faces, camera, uv_frags, image_mask=mask[None])
 
 
 @jax.jit

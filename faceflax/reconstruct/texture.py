@@ -4,10 +4,10 @@
 segmentation network, eroded so that background and the piled-up vertices of the face's edge stay
 out. faceflax has no segmentation network at this stage, so the mask is the landmark polygon: the
 jaw (iBUG 0-16) closed over the brows (26..17) lifted by ``forehead`` times the chin-to-nose-bridge
-vector (8 -> 27), which takes in the lower forehead. :func:`face_region_mask` draws it; the
-reconstruction intersects it with the rendered face and erodes both by ``DEFAULT_EROSION`` times the
-face's width before sampling (:func:`faceflax.render.uv.sample_uv_texture`), so neither background
-beyond the landmarks nor the grazing texels at the mesh's silhouette get into UV_gt.
+vector (8 -> 27), which takes in the lower forehead. :func:`face_region_mask` draws it and
+:func:`sampling_mask` intersects it with the rendered face (its holes, the eyes and mouth of an ICT
+mesh, filled: they are not edges) and erodes both by ``DEFAULT_EROSION`` times the face's width, so
+neither background beyond the landmarks nor the grazing texels at the mesh's silhouette get into UV_gt.
 
 **Completion (thesis sec. 4.3.2.1, Fig. 4.4; MvInvert sec. 3.1).** With ``T_UV`` the sampled texture,
 ``V`` its visible texels and ``T_M`` the model texture (the fitted 3DMM texture, "T_PCA"/"UV_bfm", or
@@ -55,6 +55,21 @@ def face_region_mask(landmarks: np.ndarray, image_size: tuple[int, int], forehea
     # 4 fractional bits: the polygon keeps sub-pixel landmark positions.
     cv2.fillPoly(mask, [np.round((polygon + 0.5) * 16 - 0.5).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     return mask.astype(bool)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask [H, W]`` bool with every region of False that does not touch the border set True."""
+    _, labels = cv2.connectedComponents((~np.asarray(mask, bool)).astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    outside = np.isin(labels, border[border > 0])
+    return ~outside
+
+
+def sampling_mask(region: np.ndarray, covered: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels UV_gt may sample: ``region`` and the hole-filled ``covered``, eroded by ``radius`` pixels."""
+    inside = (np.asarray(region, bool) & fill_holes(covered)).astype(np.uint8)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    return cv2.erode(inside, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
 
 
 def is_symmetric_layout(layout: np.ndarray, min_agreement: float = 0.98) -> bool:

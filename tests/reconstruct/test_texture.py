@@ -103,6 +103,22 @@ def test_face_region_mask_follows_the_jaw_and_takes_in_the_lower_forehead():
     assert not mask[round(marks[17:27, 1].mean() + 1.3 * lift), 100]
 
 
+def test_sampling_mask_erodes_the_outline_but_not_around_holes():
+    covered = np.zeros((40, 40), bool)
+    covered[5:35, 5:35] = True
+    covered[15:20, 15:25] = False  # an eye opening
+    region = np.ones((40, 40), bool)
+    region[:, 30:] = False  # the landmark polygon ends before the mesh does
+    mask = texture.sampling_mask(region, covered, 2)
+    expected = np.zeros((40, 40), bool)
+    expected[7:33, 7:28] = True
+    np.testing.assert_array_equal(mask, expected)
+    # Holes are filled; background reaching the border (here through a notch) is not.
+    covered[25:40, 10:12] = False
+    filled = texture.fill_holes(covered)
+    assert not filled[30, 11] and filled[16, 16]
+
+
 def test_face_square_round_trip_and_resampling():
     marks = landmarks_of_an_oval()
     crop = face_crop(marks, size=128, context=2.0)
