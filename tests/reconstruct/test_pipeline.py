@@ -156,3 +156,22 @@ def test_user_landmarks_bypass_detection(asset_mirror, tmp_path, capsys):
     assert "landmarks of one photo" in capsys.readouterr().err
     assert cli.main(["reconstruct", "--out", str(out), "--model", "nonsense"]) == 2
     assert "unknown morphable model" in capsys.readouterr().err
+
+
+def test_several_faces_the_largest_is_reconstructed_and_said(asset_mirror, tmp_path, capsys):
+    astronaut = images.to_uint8(images.default_photo("astronaut"))
+    grace = images.to_uint8(images.read_image(images.grace_hopper_path()))  # 600 x 512, the larger face
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(np.concatenate([astronaut, grace[:512]], 1), cv2.COLOR_RGB2BGR))
+    assert cli.main(["reconstruct", str(photo), "--out", str(tmp_path / "out"), "--no-identity"]) == 0
+    assert "2 faces found, the largest reconstructed" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "two" / "report.json").read_text())
+    x0, _, x1, _ = report["face_box"]
+    assert report["faces_found"] == 2 and x0 > 512 and x1 - x0 > 150  # Grace Hopper's face, right half
+
+
+def test_mediapipe_model(asset_mirror, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["reconstruct", "--model", "mediapipe", "--out", str(out), "--no-identity", "--uv-size", "256"]) == 0
+    report = json.loads((out / "astronaut" / "report.json").read_text())
+    assert report["model"]["name"] == "mediapipe" and report["visible_texel_fraction"] > 0.2
