@@ -21,7 +21,9 @@ view sizes), never on the photo. Compiles are cached on disk (:func:`enable_comp
 second process starts warm.
 """
 
+import contextlib
 import dataclasses
+import functools
 import os
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ import numpy as np
 
 from faceflax.data import faces as dlib_faces
 from faceflax.fitting import landmarks as landmark_fitting
+from faceflax.fitting.appearance import fit_appearance
 from faceflax.geometry.camera import PerspectiveCamera
 from faceflax.geometry.morphable import MorphableModel
 from faceflax.geometry.rotation import euler_to_matrix
@@ -138,7 +141,7 @@ class Reconstructor:
         :class:`~faceflax.data.faces.NoFaceError` when no face is found) naming ``name``.
         """
         timings: dict[str, float] = {}
-        clock = _Clock(timings)
+        clock = functools.partial(_timed, timings)
         options = self.options
         with clock("detect"):
             if landmarks is None:
@@ -153,6 +156,8 @@ class Reconstructor:
                 self.landmark_model, crop.to_crop(detected), camera=self.camera, config=options.fit
             )
             verts, posed = _geometry(*self.bases, fit.angles, fit.translation, fit.id_coeffs, fit.exp_coeffs)
+            if not np.isfinite(np.asarray(posed)).all():
+                raise ValueError(f"{name}: the model fit to the landmarks diverged (non-finite shape or pose)")
             square_landmarks = np.asarray(fit.landmarks)
             region = texture.face_region_mask(square_landmarks, square.shape[:2], options.forehead)
             appearance = self._fit_appearance(posed, square, region)
@@ -209,8 +214,6 @@ class Reconstructor:
     def _fit_appearance(self, posed, square, mask):
         if not self.has_albedo:
             return None
-        from faceflax.fitting.appearance import fit_appearance  # only albedo models need it
-
         return fit_appearance(self.model, posed, jnp.asarray(square), self.camera, jnp.asarray(mask))
 
     def _identity(self, photo, detected, pasted, verts, frontal) -> dict[str, float]:
@@ -262,25 +265,12 @@ def _render(tex, verts, posed, mesh, camera, view_camera):
 _complete = jax.jit(texture.complete_texture, static_argnames=("symmetric",))
 
 
-class _Clock:
-    """``with clock("stage"):`` adds the block's wall time (seconds) to ``timings["stage"]``."""
-
-    def __init__(self, timings: dict[str, float]):
-        self.timings = timings
-
-    def __call__(self, stage: str):
-        return _Timed(self.timings, stage)
-
-
-class _Timed:
-    def __init__(self, timings, stage):
-        self.timings, self.stage = timings, stage
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.start
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    """Adds the block's wall time (seconds) to ``timings[stage]``."""
+    start = time.perf_counter()
+    yield
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _inside(landmarks: np.ndarray, shape: tuple, name: str) -> np.ndarray:
