@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from faceflax import assets
 from faceflax.data import faces as dlib_faces
 from faceflax.data import images
 from faceflax.reconstruct import export, views
@@ -131,7 +132,12 @@ def report(rec: Reconstruction, reconstructor: Reconstructor, source: str) -> di
         "identity_distance": rec.identity,
         "identity_threshold": dlib_faces.SAME_PERSON_THRESHOLD,
         "timings_s": rec.timings,  # up to the files; writing them is timed in the summary line
-        "model": {"name": model.name, "source": model.source, "vertices": int(np.asarray(model.mean).shape[0])},
+        "model": {
+            "name": model.name,
+            "source": model.source,
+            "vertices": int(np.asarray(model.mean).shape[0]),
+            **_asset_of(model.name),
+        },
         "versions": {pkg: _version(pkg) for pkg in ("faceflax", "jax", "dlib-bin", "opencv-python-headless")},
     }
     if rec.appearance is not None:
@@ -139,6 +145,14 @@ def report(rec: Reconstruction, reconstructor: Reconstructor, source: str) -> di
         out["coefficients"]["sh_light"] = rec.appearance.gamma
         out["appearance_error"] = float(rec.appearance.photometric_error)
     return out
+
+
+def _asset_of(model_name: str) -> dict:
+    """The registry entry a model came from (origin with its version, licence), if any."""
+    for prefix, name in (("ict", "ict-facekit"), ("mediapipe", "mediapipe"), ("bfm", "bfm")):
+        if model_name.startswith(prefix):
+            return {"asset": name, "asset_origin": assets.ASSETS[name].origin, "licence": assets.ASSETS[name].licence}
+    return {}
 
 
 def _version(package: str) -> str | None:
@@ -203,7 +217,7 @@ def reconstruct_many(
             rec = reconstructor(image, photo.label, landmarks)
             rec.timings = {"read": read_s, **rec.timings}
             write_reconstruction(rec, reconstructor, folder, photo.label)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, RuntimeError) as error:  # dlib raises RuntimeError on odd images
             result.failed.append((photo.label, str(error)))
             tqdm.write(f"{photo.label}: failed: {error}", file=sys.stderr)
             continue
