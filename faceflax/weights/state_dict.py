@@ -1,0 +1,91 @@
+"""Reading a PyTorch state dict from a user-given path and consuming it key by key.
+
+A converter asks :class:`StateDict` for every tensor it maps (``take``); ``finish`` then refuses the
+checkpoint if any key the architecture needs is missing or any key of the file was never used, with one
+message listing both, so a checkpoint of another architecture or size never converts silently.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+def load_state_dict(path: str | os.PathLike, prefix: str = "") -> dict[str, np.ndarray]:
+    """Tensors of a checkpoint as float32/int numpy arrays, by state-dict name.
+
+    ``.npz``: numpy's archive of name -> array. Anything else is read with ``torch.load(map_location="cpu",
+    weights_only=True)``; a dict holding the tensors under ``state_dict``, ``model``, ``g_ema`` or
+    ``params`` is unwrapped when ``prefix`` names that entry (e.g. ``prefix="g_ema"`` for a StyleGAN2
+    checkpoint of rosinality's training script). A ``module.`` prefix (DataParallel) is dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at '{path}'" if not path.exists() else f"'{path}' is not a file")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            tensors: Mapping = {k: archive[k] for k in archive.files}
+    else:
+        try:
+            import torch
+        except ImportError:
+            raise ValueError(f"reading '{path}' needs PyTorch: pip install torch (or convert it to .npz)") from None
+        try:
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 -- torch raises many types for a corrupt or foreign file
+            raise ValueError(f"'{path}' is not a PyTorch checkpoint: {error}") from None
+    if prefix:
+        if not isinstance(tensors, Mapping) or prefix not in tensors:
+            keys = list(tensors)[:8] if isinstance(tensors, Mapping) else type(tensors).__name__
+            raise ValueError(f"'{path}' has no entry {prefix!r} (top-level keys: {keys})")
+        tensors = tensors[prefix]
+    if not isinstance(tensors, Mapping):
+        raise ValueError(f"'{path}' holds a {type(tensors).__name__}, not a state dict of tensors")  # noqa: TRY004
+    out = {}
+    for name, value in tensors.items():
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        out[name.removeprefix("module.")] = array
+    return out
+
+
+class StateDict:
+    """A state dict consumed by a converter: ``take`` each tensor once, then ``finish``."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], what: str = "checkpoint"):
+        self.tensors = dict(tensors)
+        self.what = what
+        self.used: set[str] = set()
+        self.missing: list[str] = []
+
+    def take(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """The tensor ``name`` (float32 when floating); records it as missing if absent (zeros returned).
+
+        ``shape``: the shape the architecture expects; a mismatch is an error naming both.
+        """
+        if name not in self.tensors:
+            self.missing.append(name)
+            return np.zeros(shape or (), np.float32)
+        self.used.add(name)
+        value = np.asarray(self.tensors[name])
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                f"{self.what}: {name} has shape {tuple(value.shape)}, the architecture needs {tuple(shape)}"
+            )
+        return value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
+
+    def skip(self, *names: str) -> None:
+        """Marks keys the conversion deliberately ignores (e.g. BatchNorm's ``num_batches_tracked``)."""
+        self.used.update(n for n in names if n in self.tensors)
+
+    def finish(self) -> None:
+        """Raise ``ValueError`` listing missing and unexpected keys, if any."""
+        unexpected = sorted(set(self.tensors) - self.used)
+        if self.missing or unexpected:
+
+            def listing(keys):
+                return ", ".join(keys[:12]) + (f" ... ({len(keys)} in all)" if len(keys) > 12 else "")
+
+            parts = [f"missing keys: {listing(self.missing)}"] if self.missing else []
+            parts += [f"unexpected keys: {listing(unexpected)}"] if unexpected else []
+            raise ValueError(f"{self.what} does not match the architecture; " + "; ".join(parts))
