@@ -82,7 +82,8 @@ def gan_zoo(variant: str, arch: str, runlocal: bool, data: ConfigDict) -> Config
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     c.num_samples = 64
-    c.eval = ConfigDict(dict(num_samples=1000, features="faceflax.metrics.features:pixel_features"))
+    # Published FIDs: --set eval.features=faceflax.metrics.features:inception_features --set eval.weights=PATH
+    c.eval = ConfigDict(dict(num_samples=1000, features="faceflax.metrics.features:pixel_features", weights=""))
 
     if runlocal:
         c.batch_size = 8

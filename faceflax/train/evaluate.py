@@ -18,13 +18,22 @@ from faceflax.train.logging import image_grid, write_png
 from faceflax.train.loop import make_batches
 
 
-def load_feature_fn(name: str):
-    """Resolves ``"module:function"`` (``images -> (features, logits | None)``)."""
+def load_feature_fn(name: str, weights: str = ""):
+    """Resolves ``"module:function"`` (``images -> (features, logits | None)``); with ``weights``, the function
+    is a factory called with that checkpoint path (e.g. ``inception_features``)."""
     module_name, _, function = name.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), function)
+        fn = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError):
         raise ValueError(f"config.eval.features {name!r} is not an importable module:function") from None
+    if weights:
+        return fn(weights)
+    if function == "inception_features":
+        raise ValueError(
+            "config.eval.features inception_features needs config.eval.weights: the path of pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth (faceflax never downloads weights)"
+        )
+    return fn
 
 
 def evaluate(config: ConfigDict, workdir: str | os.PathLike, devices=None, progress: bool = True) -> dict:
@@ -46,7 +55,7 @@ def evaluate(config: ConfigDict, workdir: str | os.PathLike, devices=None, progr
         finally:
             checkpoints.close()
         batches = make_batches(experiment)
-        features = jax.jit(load_feature_fn(config.eval.features))
+        features = jax.jit(load_feature_fn(config.eval.features, config.eval.weights))
         with jax.set_mesh(experiment.mesh):
             sampler = experiment.sampler(config.batch_size)
             rounds = math.ceil(config.eval.num_samples / config.batch_size)
