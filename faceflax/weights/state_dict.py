@@ -5,6 +5,7 @@ checkpoint if any key the architecture needs is missing or any key of the file w
 message listing both, so a checkpoint of another architecture or size never converts silently.
 """
 
+import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ def load_state_dict(path: str | os.PathLike, prefix: str = "") -> dict[str, np.n
     """Tensors of a checkpoint as float32/int numpy arrays, by state-dict name.
 
     ``.npz``: numpy's archive of name -> array. Anything else is read with ``torch.load(map_location="cpu",
-    weights_only=True)``; a dict holding the tensors under ``state_dict``, ``model``, ``g_ema`` or
+    weights_only=True)`` (no code runs; argparse options stored beside the weights are allowed); a dict holding the tensors under ``state_dict``, ``model``, ``g_ema`` or
     ``params`` is unwrapped when ``prefix`` names that entry (e.g. ``prefix="g_ema"`` for a StyleGAN2
     checkpoint of rosinality's training script). A ``module.`` prefix (DataParallel) is dropped.
     """
@@ -32,7 +33,9 @@ def load_state_dict(path: str | os.PathLike, prefix: str = "") -> dict[str, np.n
         except ImportError:
             raise ValueError(f"reading '{path}' needs PyTorch: pip install torch (or convert it to .npz)") from None
         try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
+            # Training checkpoints (rosinality's StyleGAN2, pSp/ReStyle) also pickle their argparse options.
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                tensors = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 -- torch raises many types for a corrupt or foreign file
             raise ValueError(f"'{path}' is not a PyTorch checkpoint: {error}") from None
     if prefix:

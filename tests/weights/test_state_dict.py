@@ -18,6 +18,14 @@ def test_npz_and_torch_checkpoints_read_alike(tmp_path):
         load_state_dict(tmp_path / "w.pt", prefix="ema")
 
 
+def test_training_checkpoints_with_their_options_load(tmp_path):
+    import argparse
+
+    torch = pytest.importorskip("torch")
+    torch.save({"g_ema": {"w": torch.ones(2)}, "args": argparse.Namespace(size=256)}, tmp_path / "ckpt.pt")
+    np.testing.assert_array_equal(load_state_dict(tmp_path / "ckpt.pt", prefix="g_ema")["w"], np.ones(2))
+
+
 def test_bad_paths_and_files(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint"):
         load_state_dict(tmp_path / "absent.pt")
