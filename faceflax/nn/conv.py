@@ -21,10 +21,24 @@ def _kernel(module: nn.Module, shape: tuple[int, ...], spectral_norm: bool, upda
     return module.param("kernel", init, shape)
 
 
-def convolve(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding, transpose: bool) -> jax.Array:
-    """NHWC (transposed) convolution with an HWIO kernel, with the stride-2 transposed fast path."""
+def convolve(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: tuple[int, int],
+    padding,
+    transpose: bool,
+    dilation: tuple[int, int] = (1, 1),
+) -> jax.Array:
+    """NHWC (transposed) convolution with an HWIO kernel, with the stride-2 transposed fast path.
+
+    ``dilation`` spaces the kernel taps (atrous convolution, PyTorch's ``dilation``); plain convs only.
+    """
     if not transpose:
-        return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC_DIMS)
+        return jax.lax.conv_general_dilated(
+            x, kernel, strides, padding, rhs_dilation=dilation, dimension_numbers=NHWC_DIMS
+        )
+    if dilation != (1, 1):
+        raise ValueError(f"dilation {dilation} needs transpose=False; dilated transposed convs are not supported")
     if strides == (2, 2) and kernel.shape[:2] == (4, 4) and padding == "SAME":
         return conv_transpose_stride2(x, kernel)
     return jax.lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=NHWC_DIMS)
@@ -44,13 +58,14 @@ class Conv(nn.Module):
     use_bias: bool = True
     transpose: bool = False
     spectral_norm: bool = False
+    kernel_dilation: tuple[int, int] = (1, 1)
 
     @nn.compact
     def __call__(self, x: jax.Array, update_stats: bool = True) -> jax.Array:
         """x: ``[B, H, W, C]`` -> ``[B, H', W', features]``."""
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = _kernel(self, shape, self.spectral_norm, update_stats)
-        y = convolve(x, kernel, tuple(self.strides), self.padding, self.transpose)
+        y = convolve(x, kernel, tuple(self.strides), self.padding, self.transpose, tuple(self.kernel_dilation))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
@@ -82,11 +97,12 @@ def conv(
     padding: str | Sequence[tuple[int, int]] = "SAME",
     transpose: bool = False,
     use_bias: bool = True,
+    dilation: int = 1,
     name: str | None = None,
 ):
     """A :class:`Conv` as a function ``x -> y`` with ``update_stats`` bound; call in ``nn.compact``."""
-    size, step = (kernel_size, kernel_size), (strides, strides)
-    layer = Conv(features, size, step, padding, use_bias, transpose, spectral_norm, name=name)
+    size, step, spacing = (kernel_size, kernel_size), (strides, strides), (dilation, dilation)
+    layer = Conv(features, size, step, padding, use_bias, transpose, spectral_norm, spacing, name=name)
     return lambda x: layer(x, update_stats)
 
 
