@@ -52,3 +52,27 @@ def test_gradient_norm_is_per_sample():
     np.testing.assert_allclose(norms, per_sample, rtol=1e-5)
     assert float(penalty) == pytest.approx(np.mean((per_sample - 1) ** 2), rel=1e-5)
     assert np.ptp(per_sample) > 0.1  # a batch-level norm would not reproduce these
+
+
+@pytest.mark.parametrize("gamma", [1.0, 10.0])
+def test_r1_penalty_of_linear_discriminator(gamma):
+    rng = np.random.default_rng(5)
+    w = jnp.asarray(rng.normal(size=(4, 4, 3)), jnp.float32)
+    discriminator = lambda x: jnp.sum(x * w, axis=(1, 2, 3))  # grad_x D = w for every sample
+    real = jnp.asarray(rng.uniform(size=(5, 4, 4, 3)), jnp.float32)
+    penalty, squared = adversarial.r1_penalty(discriminator, real, gamma)
+    w_sq = float(jnp.sum(w**2))
+    np.testing.assert_allclose(squared, w_sq, rtol=1e-5)
+    assert float(penalty) == pytest.approx(gamma / 2 * w_sq, rel=1e-5)
+    # d/dw (gamma/2 ||w||^2) = gamma * w: the penalty trains the discriminator's parameters
+    grad_w = jax.grad(lambda v: adversarial.r1_penalty(lambda x: jnp.sum(x * v, axis=(1, 2, 3)), real, gamma)[0])(w)
+    np.testing.assert_allclose(grad_w, gamma * w, rtol=1e-5)
+
+
+def test_r1_penalty_is_per_sample():
+    discriminator = lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3))  # grad_x D = x
+    real = jnp.asarray(np.random.default_rng(7).normal(size=(6, 3, 3, 2)), jnp.float32)
+    penalty, squared = adversarial.r1_penalty(discriminator, real, gamma=2.0)
+    per_sample = np.sum(np.asarray(real).reshape(6, -1) ** 2, axis=1)
+    np.testing.assert_allclose(squared, per_sample, rtol=1e-5)
+    assert float(penalty) == pytest.approx(per_sample.mean(), rel=1e-5)
