@@ -14,59 +14,12 @@ of the 7x7x512 map to NHWC. Usage::
 """
 
 import os
-import re
 
-import flax.traverse_util as traverse
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from faceflax.models.arcface import INPUT_SIZE, IResNet
-from faceflax.weights.state_dict import StateDict, load_state_dict
-
-_TORCH_LEAF = {
-    "kernel": "weight",
-    "scale": "weight",
-    "negative_slope": "weight",
-    "bias": "bias",
-    "mean": "running_mean",
-    "var": "running_var",
-}
-
-
-def torch_name(prefix: str, path: tuple[str, ...]) -> str:
-    """Flax variable path -> ``prefix`` + state-dict name.
-
-    ``("layer1_0", "downsample_1", "scale")`` -> ``layer1.0.downsample.1.weight``: every trailing ``_<n>`` of a
-    module name is an index ``.<n>``, the leaf is renamed as torch's.
-    """
-    modules = [re.sub(r"_(\d+)$", r".\1", m) for m in path[:-1]]
-    return prefix + ".".join([*modules, _TORCH_LEAF[path[-1]]])
-
-
-def torch_variables(state: StateDict, template: dict, prefix: str = "") -> dict:
-    """Takes every variable of ``template`` (a ``jax.eval_shape`` of ``init``) from ``state`` by :func:`torch_name`.
-
-    Shared by the converters of networks whose Flax names follow that rule (this module, :mod:`faceflax.weights.
-    restyle`). Returns the same collections as float32 numpy arrays; conv kernels come transposed from OIHW to
-    HWIO and dense kernels from ``[out, in]`` to ``[in, out]`` (rows in torch's order). Skips each BatchNorm's
-    ``num_batches_tracked``; does not call ``state.finish()``.
-    """
-    variables = {}
-    for collection, tree in template.items():
-        flat = {}
-        for path, leaf in traverse.flatten_dict(tree).items():
-            name, shape = torch_name(prefix, path), leaf.shape
-            if len(shape) == 4:
-                flat[path] = state.take(name, (shape[3], shape[2], shape[0], shape[1])).transpose(2, 3, 1, 0)
-            elif len(shape) == 2:
-                flat[path] = state.take(name, shape[::-1]).T
-            else:
-                flat[path] = state.take(name, shape)
-        variables[collection] = traverse.unflatten_dict(flat)
-    for path in traverse.flatten_dict(template.get("batch_stats", {})):
-        state.skip(torch_name(prefix, path).rsplit(".", 1)[0] + ".num_batches_tracked")
-    return variables
+from faceflax.weights.state_dict import StateDict, indexed, load_state_dict, nchw_rows_to_nhwc, torch_variables
 
 
 def iresnet_variables(state: StateDict, depth: int = 50, num_features: int = 512, prefix: str = "") -> dict:
@@ -77,11 +30,9 @@ def iresnet_variables(state: StateDict, depth: int = 50, num_features: int = 512
     """
     model = IResNet(depth, num_features)
     template = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)))
-    variables = torch_variables(state, template, prefix)
-    kernel = variables["params"]["fc"]["kernel"]  # rows in NCHW order (c, h, w)
-    side = INPUT_SIZE // 16
-    nhwc = kernel.reshape(-1, side, side, num_features).transpose(1, 2, 0, 3).reshape(kernel.shape)
-    variables["params"]["fc"]["kernel"] = np.ascontiguousarray(nhwc)
+    variables = torch_variables(state, template, prefix, indexed)
+    fc = variables["params"]["fc"]
+    fc["kernel"] = nchw_rows_to_nhwc(fc["kernel"], INPUT_SIZE // 16, INPUT_SIZE // 16)
     return variables
 
 

@@ -6,7 +6,7 @@ the same names: ``cp.resnet.conv1.weight``, ``cp.resnet.layer1.0.bn1.running_mea
 ``cp.arm16.conv.conv.weight``, ``ffm.convblk.bn.weight``, ``conv_out.conv_out.weight`` [19, 256, 1, 1], ...
 The ResNet-18 trunk converts as :func:`faceflax.weights.resnet.resnet_variables` (torch's ``layer1.0`` is
 flax's ``layer1_0``; no ``fc``), the rest by module path joined with ``.``
-(:func:`faceflax.weights.facenet.torch_named_variables`); ``num_batches_tracked`` is skipped. Usage::
+(:func:`faceflax.weights.state_dict.torch_variables`); ``num_batches_tracked`` is skipped. Usage::
 
     variables = convert_bisenet("79999_iter.pth")
     mask = face_mask(BiSeNet().apply(variables, faces_512))
@@ -18,9 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from faceflax.models.bisenet import BiSeNet
-from faceflax.weights.facenet import torch_named_variables
 from faceflax.weights.resnet import resnet_variables
-from faceflax.weights.state_dict import StateDict, load_state_dict
+from faceflax.weights.state_dict import StateDict, load_state_dict, torch_variables
 
 
 def convert_bisenet(path: str | os.PathLike, n_classes: int = 19) -> dict:
@@ -35,7 +34,7 @@ def convert_bisenet(path: str | os.PathLike, n_classes: int = 19) -> dict:
         collection: dict(tree, cp={k: v for k, v in tree["cp"].items() if k != "resnet"})
         for collection, tree in template.items()
     }
-    variables = torch_named_variables(state, template)
+    variables = torch_variables(state, template)
     trunk = resnet_variables(state, 18, num_classes=None, prefix="cp.resnet.")
     for collection, tree in trunk.items():
         variables[collection]["cp"]["resnet"] = tree

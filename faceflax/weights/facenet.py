@@ -13,41 +13,12 @@ or an ``.npz`` of the same names. The Flax module path joined by ``.`` is the to
 """
 
 import os
-from collections.abc import Mapping
 
-import flax.traverse_util as traverse
 import jax
 import jax.numpy as jnp
 
 from faceflax.models.facenet import IMAGE_SIZE, InceptionResnetV1
-from faceflax.weights.state_dict import StateDict, load_state_dict
-
-_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
-
-
-def torch_named_variables(state: StateDict, template: Mapping, prefix: str = "") -> dict:
-    """Takes every leaf of a Flax variables ``template`` from ``state`` by its torch state-dict name.
-
-    ``template``: ``{collection: tree}`` of arrays or ``ShapeDtypeStruct`` (``jax.eval_shape(model.init, ...)``)
-    whose module paths, joined by ``.`` after ``prefix``, are the torch module names. Returns the same tree of
-    float32 numpy arrays; conv kernels and linear kernels are transposed from torch's layout. Each BatchNorm's
-    ``num_batches_tracked`` is skipped. Does not call ``state.finish()``.
-    """
-    variables = {}
-    for collection, tree in template.items():
-        flat = {}
-        for path, leaf in traverse.flatten_dict(tree).items():
-            name, shape = prefix + ".".join([*path[:-1], _TORCH_LEAF[path[-1]]]), tuple(leaf.shape)
-            if len(shape) == 4:
-                flat[path] = state.take(name, (shape[3], shape[2], *shape[:2])).transpose(2, 3, 1, 0)
-            elif len(shape) == 2:
-                flat[path] = state.take(name, shape[::-1]).T
-            else:
-                flat[path] = state.take(name, shape)
-            if path[-1] == "mean":
-                state.skip(prefix + ".".join([*path[:-1], "num_batches_tracked"]))
-        variables[collection] = traverse.unflatten_dict(flat)
-    return variables
+from faceflax.weights.state_dict import StateDict, load_state_dict, torch_variables
 
 
 def convert_facenet(path: str | os.PathLike, num_classes: int | None = None) -> dict:
@@ -61,7 +32,7 @@ def convert_facenet(path: str | os.PathLike, num_classes: int | None = None) -> 
     state = StateDict(load_state_dict(path), f"FaceNet (InceptionResnetV1) checkpoint '{path}'")
     images = jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3))
     template = jax.eval_shape(InceptionResnetV1(num_classes).init, jax.random.key(0), images)
-    variables = torch_named_variables(state, template)
+    variables = torch_variables(state, template)
     if num_classes is None:
         state.skip("logits.weight", "logits.bias")
     state.finish()

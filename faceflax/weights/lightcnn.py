@@ -15,21 +15,12 @@ with ``fc``'s input rows reordered from torch's flattening of ``[128, 8, 8]`` (c
 """
 
 import os
-import re
 
-import flax.traverse_util as traverse
 import jax
 import jax.numpy as jnp
 
 from faceflax.models.lightcnn import IMAGE_SIZE, NUM_CLASSES, LightCNN29v2
-from faceflax.weights.state_dict import StateDict, load_state_dict
-
-_FLAT = (IMAGE_SIZE // 16, IMAGE_SIZE // 16, 128)
-
-
-def _torch_name(path: tuple[str, ...]) -> str:
-    modules = [re.sub(r"^(block\d)_(\d+)$", r"\1.\2", m) for m in path[:-1]]
-    return ".".join([*modules, "bias" if path[-1] == "bias" else "weight"])
+from faceflax.weights.state_dict import StateDict, indexed, load_state_dict, nchw_rows_to_nhwc, torch_variables
 
 
 def lightcnn_variables(state: StateDict, num_classes: int | None = NUM_CLASSES) -> dict:
@@ -42,19 +33,12 @@ def lightcnn_variables(state: StateDict, num_classes: int | None = NUM_CLASSES) 
     images = jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1))
     method = "logits" if num_classes is not None else None
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), images, method=method))
-    flat = {}
-    for path, value in traverse.flatten_dict(template["params"]).items():
-        name, shape = _torch_name(path), value.shape
-        if len(shape) == 4:
-            flat[path] = state.take(name, (shape[3], shape[2], *shape[:2])).transpose(2, 3, 1, 0)
-        elif path == ("fc", "kernel"):
-            weight = state.take(name, shape[::-1]).reshape(shape[1], _FLAT[2], *_FLAT[:2])
-            flat[path] = weight.transpose(2, 3, 1, 0).reshape(shape)
-        else:
-            flat[path] = state.take(name, shape[::-1]).T if len(shape) == 2 else state.take(name, shape)
+    variables = torch_variables(state, {"params": template["params"]}, module_name=indexed)
+    fc = variables["params"]["fc"]
+    fc["kernel"] = nchw_rows_to_nhwc(fc["kernel"], IMAGE_SIZE // 16, IMAGE_SIZE // 16)
     if num_classes is None:
         state.skip("fc2.weight")
-    return {"params": traverse.unflatten_dict(flat)}
+    return variables
 
 
 def convert_lightcnn(

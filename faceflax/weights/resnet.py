@@ -19,24 +19,9 @@ from collections.abc import Iterable, Mapping
 import flax.traverse_util as traverse
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from faceflax.nn.resnet import STAGES, ResNet
-from faceflax.weights.state_dict import StateDict, load_state_dict
-
-_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
-
-
-def _torch_name(prefix: str, path: tuple[str, ...]) -> str:
-    return prefix + ".".join([*(m.replace("_", ".") for m in path[:-1]), _TORCH_LEAF[path[-1]]])
-
-
-def _take(state: StateDict, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    if len(shape) == 4:
-        return state.take(name, (shape[3], shape[2], shape[0], shape[1])).transpose(2, 3, 1, 0)
-    if len(shape) == 2:
-        return state.take(name, shape[::-1]).T
-    return state.take(name, shape)
+from faceflax.weights.state_dict import StateDict, indexed, load_state_dict, torch_variables
 
 
 def checkpoint_depth(names: Iterable[str], prefix: str = "") -> int | None:
@@ -64,13 +49,7 @@ def resnet_variables(state: StateDict, depth: int, num_classes: int | None = 100
     if found is not None and found != depth:
         raise ValueError(f"{state.what} holds a ResNet-{found}: pass depth={found}, not {depth}")
     template = jax.eval_shape(ResNet(depth, num_classes).init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-    variables = {}
-    for collection in ("params", "batch_stats"):
-        flat = traverse.flatten_dict(template[collection])
-        taken = {path: _take(state, _torch_name(prefix, path), leaf.shape) for path, leaf in flat.items()}
-        variables[collection] = traverse.unflatten_dict(taken)
-    for path in traverse.flatten_dict(template["batch_stats"]):
-        state.skip(_torch_name(prefix, path).rsplit(".", 1)[0] + ".num_batches_tracked")
+    variables = torch_variables(state, {c: template[c] for c in ("params", "batch_stats")}, prefix, indexed)
     if num_classes is None:
         state.skip(f"{prefix}fc.weight", f"{prefix}fc.bias")
     return variables

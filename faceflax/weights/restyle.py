@@ -5,7 +5,7 @@ the state dict holds the encoder under ``encoder.`` (``encoder.input_layer.0.wei
 5.fc1.weight``, ``encoder.styles.17.linear.bias``, ...) beside the StyleGAN2 generator under ``decoder.``, which
 this converter skips (rosinality's layout; its own converter reads it with prefix ``decoder.``). ``latent_avg``
 is MvInvert's mean latent ``w_0`` (eq. 2). Also read: an ``.npz`` holding the same names flat (``encoder.*``,
-optional ``decoder.*``, ``latent_avg``). Names follow :func:`faceflax.weights.arcface.torch_name`; EqualLinear
+optional ``decoder.*``, ``latent_avg``). Names follow :func:`faceflax.weights.state_dict.indexed`; EqualLinear
 kernels are stored unscaled as rosinality's. Usage::
 
     variables, w0 = convert_restyle_encoder("restyle_psp_ffhq_encode.pt")
@@ -21,8 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from faceflax.models.restyle import MAX_INPUT_SIZE, BackboneEncoder
-from faceflax.weights.arcface import torch_variables
-from faceflax.weights.state_dict import StateDict, load_state_dict
+from faceflax.weights.state_dict import StateDict, indexed, load_state_dict, torch_variables
 
 
 def restyle_encoder_variables(state: StateDict, n_styles: int = 18, prefix: str = "encoder.") -> dict:
@@ -33,7 +32,7 @@ def restyle_encoder_variables(state: StateDict, n_styles: int = 18, prefix: str 
     """
     images = jnp.zeros((1, MAX_INPUT_SIZE, MAX_INPUT_SIZE, 3))
     template = jax.eval_shape(BackboneEncoder(n_styles).init, jax.random.key(0), images, images)
-    return torch_variables(state, template, prefix)
+    return torch_variables(state, template, prefix, indexed)
 
 
 def _read(path: str | os.PathLike) -> dict[str, np.ndarray]:

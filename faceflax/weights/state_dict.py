@@ -7,10 +7,22 @@ message listing both, so a checkpoint of another architecture or size never conv
 
 import argparse
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import flax.traverse_util as traverse
 import numpy as np
+
+TORCH_LEAVES = {
+    "kernel": "weight",
+    "scale": "weight",
+    "negative_slope": "weight",  # PReLU
+    "bias": "bias",
+    "mean": "running_mean",
+    "var": "running_var",
+}
+"""Flax leaf name -> torch parameter / buffer name."""
 
 
 def load_state_dict(path: str | os.PathLike, prefix: str = "") -> dict[str, np.ndarray]:
@@ -92,3 +104,45 @@ class StateDict:
             parts = [f"missing keys: {listing(self.missing)}"] if self.missing else []
             parts += [f"unexpected keys: {listing(unexpected)}"] if unexpected else []
             raise ValueError(f"{self.what} does not match the architecture; " + "; ".join(parts))
+
+
+def indexed(module: str) -> str:
+    """Flax module name -> torch's, reading a trailing ``_<n>`` as ``.<n>`` (``layer1_0`` -> ``layer1.0``):
+    how Flax names the children of torch's ``nn.Sequential`` / ``nn.ModuleList``."""
+    return re.sub(r"_(\d+)$", r".\1", module)
+
+
+def torch_variables(
+    state: StateDict, template: Mapping, prefix: str = "", module_name: Callable[[str], str] = str
+) -> dict:
+    """Takes every leaf of a Flax variables ``template`` from ``state`` by its torch state-dict name.
+
+    ``template``: ``{collection: tree}`` of arrays or ``ShapeDtypeStruct`` (``jax.eval_shape(model.init, ...)``).
+    A leaf's torch name is ``prefix`` + its module path, each name through ``module_name`` (as is, or
+    :func:`indexed`), joined by ``.``, + :data:`TORCH_LEAVES` of the leaf. Conv weights ``[O, I, kh, kw]`` become
+    ``[kh, kw, I, O]`` kernels and linear weights ``[out, in]`` ``[in, out]`` kernels (rows in torch's order: see
+    :func:`nchw_rows_to_nhwc`). Each BatchNorm's ``num_batches_tracked`` is skipped. Returns float32 numpy
+    trees; does not call ``state.finish()``, so a converter can take more tensors from the same state.
+    """
+    variables = {}
+    for collection, tree in template.items():
+        flat = {}
+        for path, leaf in traverse.flatten_dict(tree).items():
+            module = prefix + ".".join(module_name(m) for m in path[:-1])
+            name, shape = f"{module}.{TORCH_LEAVES[path[-1]]}", tuple(leaf.shape)
+            if len(shape) == 4:
+                flat[path] = state.take(name, (shape[3], shape[2], *shape[:2])).transpose(2, 3, 1, 0)
+            elif len(shape) == 2:
+                flat[path] = state.take(name, shape[::-1]).T
+            else:
+                flat[path] = state.take(name, shape)
+            if path[-1] == "mean":
+                state.skip(f"{module}.num_batches_tracked")
+        variables[collection] = traverse.unflatten_dict(flat)
+    return variables
+
+
+def nchw_rows_to_nhwc(kernel: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A dense kernel ``[C*H*W, out]`` after a torch flatten of ``[C, H, W]`` -> rows in NHWC flatten order."""
+    channels = kernel.shape[0] // (height * width)
+    return np.ascontiguousarray(kernel.reshape(channels, height, width, -1).transpose(1, 2, 0, 3).reshape(kernel.shape))

@@ -14,12 +14,11 @@ names. Conv ``weight [O, I, kh, kw]`` becomes ``kernel [kh, kw, I, O]``; linear 
 
 import os
 
-import flax.traverse_util as traverse
 import jax
 import jax.numpy as jnp
 
 from faceflax.models.vgg_face import IMAGE_SIZE, VGGFace
-from faceflax.weights.state_dict import StateDict, load_state_dict
+from faceflax.weights.state_dict import StateDict, load_state_dict, nchw_rows_to_nhwc, torch_variables
 
 _POOL5 = (IMAGE_SIZE // 32, IMAGE_SIZE // 32, 512)
 
@@ -36,22 +35,13 @@ def vgg_face_variables(
     images = jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3))
     method = None if include_top else "features"
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), images, method=method))
-    flat = {}
-    for (layer, leaf), value in traverse.flatten_dict(template["params"]).items():
-        name = f"{layer}.{'bias' if leaf == 'bias' else 'weight'}"
-        shape = value.shape
-        if leaf == "bias":
-            flat[layer, leaf] = state.take(name, shape)
-        elif len(shape) == 4:
-            flat[layer, leaf] = state.take(name, (shape[3], shape[2], *shape[:2])).transpose(2, 3, 1, 0)
-        elif layer == "fc6":
-            weight = state.take(name, shape[::-1]).reshape(shape[1], _POOL5[2], *_POOL5[:2])
-            flat[layer, leaf] = weight.transpose(2, 3, 1, 0).reshape(shape)
-        else:
-            flat[layer, leaf] = state.take(name, shape[::-1]).T
+    variables = torch_variables(state, {"params": template["params"]})
+    if include_top:
+        fc6 = variables["params"]["fc6"]
+        fc6["kernel"] = nchw_rows_to_nhwc(fc6["kernel"], *_POOL5[:2])
     if not include_top:
         state.skip(*(f"fc{i}.{leaf}" for i in (6, 7, 8) for leaf in ("weight", "bias")))
-    return {"params": traverse.unflatten_dict(flat)}
+    return variables
 
 
 def convert_vgg_face(

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from faceflax.models.restyle import BackboneEncoder, refine_latents
-from faceflax.weights.arcface import torch_name
 from faceflax.weights.restyle import convert_restyle_encoder
+from faceflax.weights.state_dict import TORCH_LEAVES, indexed
 
 torch = pytest.importorskip("torch")  # the reference below needs it
 from tests.models import torch_identity_nets as reference
@@ -63,7 +63,11 @@ def test_18_style_parameter_count_and_names():
     images = jnp.zeros((1, 256, 256, 3))
     template = jax.eval_shape(BackboneEncoder().init, jax.random.key(0), images, images)
     assert count(template["params"]) == sum(p.numel() for p in encoder.parameters()) == 205_585_792
-    ours = {torch_name("encoder.", path) for tree in template.values() for path in traverse.flatten_dict(tree)}
+    ours = {
+        "encoder." + ".".join([*map(indexed, path[:-1]), TORCH_LEAVES[path[-1]]])
+        for tree in template.values()
+        for path in traverse.flatten_dict(tree)
+    }
     theirs = {f"encoder.{k}" for k in encoder.state_dict() if not k.endswith("num_batches_tracked")}
     assert ours == theirs  # shapes: the 3-style conversion above takes every tensor with its shape checked
 
