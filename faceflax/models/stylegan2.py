@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from faceflax.nn.stride2 import NHWC_DIMS
+from faceflax.nn.stride2 import NHWC_DIMS, conv_transpose_stride2_full
 from faceflax.nn.upfirdn import blur, upsample
 
 SQRT2 = math.sqrt(2.0)
@@ -140,10 +140,7 @@ class ModulatedConv2d(nn.Module):
         s = EqualLinear(channels, bias_init=1.0, name="modulation")(style)
         x = x * s[:, None, None, :]
         if self.upsample:
-            # torch's conv_transpose2d(stride=2, padding=0): dilated input, full padding, flipped kernel.
-            y = jax.lax.conv_general_dilated(
-                x, weight[::-1, ::-1], (1, 1), [(k - 1, k - 1)] * 2, lhs_dilation=(2, 2), dimension_numbers=NHWC_DIMS
-            )
+            y = conv_transpose_stride2_full(x, weight)  # torch's conv_transpose2d(stride=2, padding=0)
             p = 2 - (k - 1)
             y = blur(y, ((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
         else:

@@ -45,3 +45,32 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
         axis=2,
     )  # [B, H, p_y, W, p_x, O]
     return phases.reshape(x.shape[0], 2 * h, 2 * w, o)
+
+
+def conv_transpose_stride2_full(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """torch's ``conv_transpose2d(x, w, stride=2, padding=0)``, ``y[2i + t] += x[i] w[t]``, any ``k x k`` kernel.
+
+    The same phase decomposition as :func:`conv_transpose_stride2` (XLA:CPU's kernel gradient of the
+    input-dilated form took 80 s against 0.35 s forward for StyleGAN2's 3x3 upsampling convs at 128 px):
+    with the kernel zero-padded to an even size ``2n``, phase ``p`` of ``y[2m + p]`` is
+    ``sum_j x[m - j] w[p + 2j]``: one ``n x n`` VALID convolution over ``x`` padded by ``n - 1``, the four
+    phases as output channels, then depth-to-space.
+
+    Args:
+      x: ``[B, H, W, C]`` float32.
+      kernel: ``[k, k, C, O]`` (HWIO; tap ``t`` as in torch's ``weight[:, :, t_y, t_x]``).
+
+    Returns:
+      ``[B, 2H + k - 2, 2W + k - 2, O]``.
+    """
+    size, (_, h, w, _) = kernel.shape[0], x.shape
+    c, o = kernel.shape[2:]
+    n = (size + 1) // 2
+    padded_kernel = jnp.pad(kernel, ((0, 2 * n - size), (0, 2 * n - size), (0, 0), (0, 0)))
+    # [t_y, t_x] = [2 j_y + p_y, 2 j_x + p_x]; window offset s = n - 1 - j -> [s_y, s_x, C, (p_y, p_x, O)]
+    k = padded_kernel.reshape(n, 2, n, 2, c, o)[::-1, :, ::-1].transpose(0, 2, 4, 1, 3, 5).reshape(n, n, c, 4 * o)
+    padded = jnp.pad(x, ((0, 0), (n - 1, n - 1), (n - 1, n - 1), (0, 0)))
+    phases = jax.lax.conv_general_dilated(padded, k, (1, 1), "VALID", dimension_numbers=NHWC_DIMS)
+    b, hp, wp = phases.shape[:3]
+    y = phases.reshape(b, hp, wp, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * hp, 2 * wp, o)
+    return y[:, : 2 * h + size - 2, : 2 * w + size - 2]
