@@ -11,6 +11,7 @@ from faceflax.weights.state_dict import StateDict
 
 torch = pytest.importorskip("torch")  # the reference below needs it
 from tests.models import torch_identity_nets as reference
+from tests.models.torch_random import randomize
 
 
 def count(tree) -> int:
@@ -24,7 +25,7 @@ def template(depth: int) -> dict:
 @pytest.fixture(scope="module")
 def iresnet50(tmp_path_factory):
     """arcface_torch's iresnet50 with random weights and BN statistics, and its ``backbone.pth``."""
-    module = reference.randomize(reference.iresnet(50))
+    module = randomize(reference.iresnet(50))
     path = tmp_path_factory.mktemp("arcface") / "backbone.pth"
     torch.save(module.state_dict(), path)
     return module, path

@@ -20,6 +20,7 @@ from faceflax.weights.bisenet import convert_bisenet
 torch = pytest.importorskip("torch")
 # needs torch, so imported only once it is known present
 from tests.models import torch_parsing_nets as nets
+from tests.models.torch_random import randomize
 
 
 def relative_error(expected, actual) -> float:
@@ -30,7 +31,7 @@ def relative_error(expected, actual) -> float:
 @pytest.fixture(scope="module")
 def face_parsing(tmp_path_factory):
     """A random torch ``BiSeNet(19)`` and its state dict saved as ``79999_iter.pth`` is."""
-    model = nets.randomize(nets.BiSeNet(19))
+    model = randomize(nets.BiSeNet(19))
     path = tmp_path_factory.mktemp("bisenet") / "79999_iter.pth"
     torch.save(model.state_dict(), path)
     return model, path

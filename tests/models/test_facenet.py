@@ -12,6 +12,7 @@ from faceflax.weights.facenet import convert_facenet
 torch = pytest.importorskip("torch")
 # needs torch, so imported only once it is known present
 from tests.models import torch_parsing_nets as nets
+from tests.models.torch_random import randomize
 
 VGGFACE2_CLASSES = 8631
 
@@ -28,7 +29,7 @@ def count(tree) -> int:
 @pytest.fixture(scope="module")
 def vggface2_layout(tmp_path_factory):
     """A random torch network with VGGFace2's 8631-way ``logits``, saved as ``20180402-114759-vggface2.pt`` is."""
-    model = nets.randomize(nets.InceptionResnetV1(num_classes=VGGFACE2_CLASSES))
+    model = randomize(nets.InceptionResnetV1(num_classes=VGGFACE2_CLASSES))
     path = tmp_path_factory.mktemp("facenet") / "20180402-114759-vggface2.pt"
     torch.save(model.state_dict(), path)
     return model, path

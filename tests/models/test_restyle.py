@@ -13,6 +13,7 @@ from faceflax.weights.state_dict import TORCH_LEAVES, indexed
 
 torch = pytest.importorskip("torch")  # the reference below needs it
 from tests.models import torch_identity_nets as reference
+from tests.models.torch_random import randomize
 
 N_STYLES = 3  # the 18 of ReStyle's FFHQ encoder are the same block repeated; their names are checked below
 
@@ -35,7 +36,7 @@ def checkpoint(encoder, latent_avg) -> dict:
 @pytest.fixture(scope="module")
 def restyle(tmp_path_factory):
     """ReStyle's ``BackboneEncoder`` (IR-SE-50, 6 input channels) with random weights and its checkpoint."""
-    encoder = reference.randomize(reference.BackboneEncoder(n_styles=N_STYLES))
+    encoder = randomize(reference.BackboneEncoder(n_styles=N_STYLES))
     latent_avg = torch.randn(N_STYLES, 512)
     path = tmp_path_factory.mktemp("restyle") / "restyle_psp.pt"
     torch.save(checkpoint(encoder, latent_avg), path)

@@ -165,30 +165,3 @@ class BackboneEncoder(nn.Module):
     def forward(self, x):
         x = self.body(self.input_layer(x))
         return torch.stack([style(x) for style in self.styles], dim=1)
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """``module`` in eval mode with random weights (fan-in scaled), BatchNorm affines and running statistics,
-    PReLU slopes and biases, so that every tensor of the state dict matters."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def fill(tensor, low, high):
-        tensor.uniform_(low, high, generator=generator)
-
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-                fill(m.weight, 0.5, 1.5), fill(m.bias, -0.1, 0.1)
-                fill(m.running_mean, -0.1, 0.1), fill(m.running_var, 0.5, 1.5)
-                m.num_batches_tracked.fill_(7)
-            elif isinstance(m, nn.PReLU):
-                fill(m.weight, 0.0, 0.5)
-            elif isinstance(m, nn.Conv2d | nn.Linear):
-                bound = math.sqrt(3.0 / m.weight[0].numel())
-                fill(m.weight, -bound, bound)
-                if m.bias is not None:
-                    fill(m.bias, -0.1, 0.1)
-            elif isinstance(m, EqualLinear):
-                m.weight.normal_(generator=generator)
-                fill(m.bias, -0.1, 0.1)
-    return module.eval()

@@ -6,8 +6,6 @@ zllrunning/face-parsing.PyTorch's ``resnet.py`` (BasicBlock, Resnet18; no ImageN
 Only imported by tests that have already done ``pytest.importorskip("torch")``.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -308,25 +306,3 @@ class BiSeNet(nn.Module):
         return tuple(
             F.interpolate(out, size, mode="bilinear", align_corners=True) for out in (feat_out, feat_out16, feat_out32)
         )
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """``module`` in eval mode with random weights (He-uniform), biases, BatchNorm affines and running statistics,
-    so that every tensor of the state dict matters."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def fill(tensor, low, high):
-        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
-
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-                fill(m.weight, 0.5, 1.5), fill(m.bias, -0.1, 0.1)
-                fill(m.running_mean, -0.1, 0.1), fill(m.running_var, 0.5, 1.5)
-                m.num_batches_tracked.fill_(7)
-            elif isinstance(m, nn.Conv2d | nn.Linear):
-                bound = math.sqrt(6.0 / m.weight[0].numel())
-                fill(m.weight, -bound, bound)
-                if m.bias is not None:
-                    fill(m.bias, -0.1, 0.1)
-    return module.eval()
