@@ -1,4 +1,5 @@
 """The ``faceflax`` command: ``faceflax reconstruct [PHOTO | DIR | GLOB ...] --out DIR``,
+``faceflax prepare PHOTO|DIR|GLOB ... --out DIR``,
 ``faceflax train | eval --config FILE.py[:ARG] --workdir DIR`` and
 ``faceflax assets list | verify [NAME...] | fetch NAME``."""
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _reconstruct_parser(commands)
+    _prepare_parser(commands)
     for name, help_text in (
         ("train", "train a config, resuming from the latest checkpoint in --workdir"),
         ("eval", "score the latest checkpoint in --workdir (FID, IS) and write eval.json"),
@@ -100,6 +102,35 @@ def _reconstruct_parser(commands) -> None:
     command.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances")
     command.add_argument("--skip-existing", action="store_true", help="resume: skip photos with a complete folder")
     command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _prepare_parser(commands) -> None:
+    text = (
+        "pseudo ground truth for training (landmarks, 3DMM coefficients, UV_gt and its mask, UV_bl, the sampling "
+        "map S_gt, face mask) of many photos, one .npz each; resumes, runs one process per CPU core"
+    )
+    command = commands.add_parser("prepare", help=text, description=text)
+    command.add_argument("inputs", nargs="+", metavar="PHOTO", help="image files, folders or glob patterns")
+    command.add_argument("--out", required=True, help="output folder of <name>.npz files and failures.json")
+    command.add_argument("--model", default="ict", help="morphable model: ict, ict+head, mediapipe, bfm:PATH, npz:PATH")
+    command.add_argument("--uv-size", type=int, default=256, help="UV texture size in texels (default 256)")
+    command.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU core)")
+    command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    """``faceflax prepare``: 0 when every photo worked, 1 when some failed (the others are written)."""
+    from faceflax.data.prepare import prepare
+    from faceflax.reconstruct.run import expand_inputs
+
+    photos = expand_inputs(args.inputs)
+    summary = prepare(
+        photos, args.out, model=args.model, uv_size=args.uv_size, workers=args.workers, progress=not args.no_progress
+    )
+    print(f"prepared {summary['done']} photo(s) into {args.out}; {summary['skipped']} already there")
+    for source, message in summary["failed"].items():
+        print(f"  failed: {source}: {message}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
@@ -172,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             return _assets(args)
         if args.command == "reconstruct":
             return _reconstruct(args)
+        if args.command == "prepare":
+            return _prepare(args)
         config = load_config(args.config)
         apply_overrides(config, args.set)
         if args.distributed:

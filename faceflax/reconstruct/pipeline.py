@@ -84,8 +84,11 @@ class Reconstruction:
     fitted: np.ndarray  # [68, 2] fitted landmarks
     shape: np.ndarray  # [V, 3] fitted shape in model space
     appearance: Any  # AppearanceFit or None
+    square: np.ndarray  # [S, S, 3] the face square the stages worked in (crop.crop(photo))
+    region: np.ndarray  # [S, S] bool: the landmark face-region mask in the square
     sampled: np.ndarray  # [Ht, Wt, 3] incomplete UV texture
     visible: np.ndarray  # [Ht, Wt] bool
+    sampling_map: np.ndarray  # [Ht, Wt, 2] where each texel lands in the square, (x, y) in [0, 1]: S_gt
     completed: np.ndarray  # [Ht, Wt, 3] in [0, 1]
     overshoot: float  # fraction of texels the completion put outside [0, 1] (clipped)
     mirrored: np.ndarray  # [Ht, Wt] bool
@@ -198,8 +201,11 @@ class Reconstructor:
             fitted=crop.to_photo(square_landmarks),
             shape=np.asarray(verts),
             appearance=None if appearance is None else jax.device_get(appearance),
+            square=square,
+            region=region,
             sampled=np.asarray(sampled),
             visible=np.asarray(visible),
+            sampling_map=np.asarray(uv.image_coords[0]),
             completed=np.asarray(final_texture),
             overshoot=overshoot,
             mirrored=np.asarray(completed.mirrored),
