@@ -16,7 +16,8 @@ For every photo (files, folders, globs: :func:`faceflax.reconstruct.run.expand_i
 Each file is written atomically (a temporary name, then a rename), so an interrupted run leaves only complete
 files and a rerun skips them (resume). Photos run in ``workers`` processes (default: one per CPU core), each
 with its own compiled pipeline (shared through the on-disk compile cache); a progress bar counts them, and
-``OUT/failures.json`` lists every photo that failed with its reason.
+``OUT/failures.json`` lists every photo that failed with its reason. :class:`PreparedFaces` reads the folder back
+as a random-access source (``len``, ``[i] -> dict``) for :class:`faceflax.data.loader.GlobalBatches`.
 """
 
 import concurrent.futures
@@ -110,3 +111,20 @@ def prepare(
                 summary["failed"][label] = error
     (out / "failures.json").write_text(json.dumps(summary["failed"], indent=2) + "\n")
     return summary
+
+
+class PreparedFaces:
+    """The ``.npz`` files of a :func:`prepare` folder as a random-access source of dicts (sorted by name)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.paths = sorted(Path(folder).glob("*.npz"))
+        self.paths = [p for p in self.paths if not p.name.startswith(".")]  # skip interrupted partial files
+        if not self.paths:
+            raise ValueError(f"no prepared faces (.npz) in '{folder}': run faceflax prepare PHOTOS --out {folder}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        with np.load(self.paths[index]) as archive:
+            return {k: archive[k] for k in archive.files}

@@ -4,9 +4,11 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from faceflax import cli
 from faceflax.data import images
+from faceflax.data.prepare import PreparedFaces
 
 
 def test_prepare_writes_targets_resumes_and_reports_failures(asset_mirror, tmp_path, capsys):
@@ -39,3 +41,7 @@ def test_prepare_writes_targets_resumes_and_reports_failures(asset_mirror, tmp_p
         assert np.abs(pixels - target["uv_gt"][mask].astype(np.float32)).mean() < 12
     assert cli.main(args) == 1
     assert "1 already there" in capsys.readouterr().out
+    source = PreparedFaces(out)
+    assert len(source) == 1 and source[0]["uv_gt"].shape == (512, 512, 3)
+    with pytest.raises(ValueError, match="no prepared faces"):
+        PreparedFaces(photos)
