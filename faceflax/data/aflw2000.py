@@ -38,7 +38,8 @@ import cv2
 import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
-from etils import epath
+
+from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
 
 SPLITS = ("test",)
 IMAGE_SIZE = 450
@@ -121,23 +122,13 @@ def landmark_features() -> dict[str, tfds.features.Tensor]:
     }
 
 
-class AFLW2000(tfds.core.GeneratorBasedBuilder):
+class AFLW2000(ManualDownloadBuilder):
     """AFLW2000-3D, ``{"image", "landmarks", "landmarks_3d", "pose", "id"}``, split ``test``."""
 
     name = "faceflax_aflw2000"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS's lookup needs the `importlib_resources` backport (see faceflax.data.celeba).
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -146,10 +137,7 @@ class AFLW2000(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        try:
-            manual_dir = os.fspath(dl_manager.manual_dir)
-        except AssertionError as e:  # TFDS: manual_dir missing or empty.
-            raise ValueError(f"{e}\n{_INSTRUCTIONS}") from e
+        manual_dir = self.manual_path(dl_manager)
         _check_manual_dir(manual_dir)
         image_dir = os.path.join(manual_dir, _IMAGE_DIR)
         names = sorted(n[:-4] for n in os.listdir(image_dir) if n.endswith(".jpg"))
@@ -188,7 +176,4 @@ def load_aflw2000(split: str, data_dir: str, manual_dir: str | None = None):
     if split not in SPLITS:
         raise ValueError(f"Unknown AFLW2000-3D split {split!r}; valid splits: {', '.join(SPLITS)}.")
     builder = AFLW2000(data_dir=data_dir)
-    if not builder.is_prepared():
-        _check_manual_dir(manual_dir)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    return builder.as_data_source(split=split)
+    return prepared_source(builder, split, manual_dir, _check_manual_dir)

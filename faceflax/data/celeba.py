@@ -29,7 +29,7 @@ TFDS without TensorFlow (tensorflow-datasets 4.9.10 + array-record, no ``tensorf
   never ``as_dataset()``;
 * ``DatasetBuilder.code_path`` unconditionally touches the ``importlib_resources`` backport,
   which TFDS only declares for Python < 3.9, so on 3.11 ``download_and_prepare`` fails with
-  ``ModuleNotFoundError: importlib_resources``; ``CelebA`` overrides ``code_path`` to avoid it.
+  ``ModuleNotFoundError: importlib_resources``; ``faceflax.data.tfds_common.ManualDownloadBuilder`` overrides ``code_path`` to avoid it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ import os
 import cv2
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
+
+from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
 
 SPLITS = ("train", "validation", "test")
 RESOLUTIONS = (64, 128)
@@ -94,7 +95,7 @@ def crop_and_resize(image: np.ndarray, resolution: int) -> np.ndarray:
     return cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA)
 
 
-class CelebA(tfds.core.GeneratorBasedBuilder):
+class CelebA(ManualDownloadBuilder):
     """Aligned CelebA centre crops, ``{"image": uint8 [R, R, 3] RGB, "id": str}``, R = 64 | 128."""
 
     name = "faceflax_celeba"
@@ -104,16 +105,6 @@ class CelebA(tfds.core.GeneratorBasedBuilder):
         tfds.core.BuilderConfig(name=str(r), description=f"{r}x{r} RGB centre crops.") for r in RESOLUTIONS
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS's lookup needs the `importlib_resources` backport (see the module docstring).
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     @property
     def resolution(self) -> int:
@@ -132,10 +123,7 @@ class CelebA(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        try:
-            manual_dir = os.fspath(dl_manager.manual_dir)
-        except AssertionError as e:  # TFDS: manual_dir missing or empty.
-            raise ValueError(f"{e}\n{_INSTRUCTIONS}") from e
+        manual_dir = self.manual_path(dl_manager)
         _check_manual_dir(manual_dir)
         names = {split: [] for split in SPLITS}
         with open(os.path.join(manual_dir, _PARTITION_FILE)) as f:
@@ -207,7 +195,4 @@ def load_celeba(split: str, resolution: int, data_dir: str, manual_dir: str | No
             f"Unsupported CelebA resolution {resolution!r}; valid resolutions: {', '.join(map(str, RESOLUTIONS))}."
         )
     builder = CelebA(config=str(resolution), data_dir=data_dir)
-    if not builder.is_prepared():
-        _check_manual_dir(manual_dir)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    return CelebASource(builder.as_data_source(split=split))
+    return CelebASource(prepared_source(builder, split, manual_dir, _check_manual_dir))

@@ -38,7 +38,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
+
+from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
 
 SPLITS = ("train", "validation", "test")
 RESOLUTIONS = (256, 512)
@@ -154,7 +155,7 @@ def combine_masks(masks: dict[str, np.ndarray]) -> np.ndarray:
     return parsing
 
 
-class CelebAMaskHQ(tfds.core.GeneratorBasedBuilder):
+class CelebAMaskHQ(ManualDownloadBuilder):
     """CelebA-HQ images with face-parsing maps, ``{"image", "parsing", "id"}``, R = 256 | 512."""
 
     name = "faceflax_celebamask_hq"
@@ -164,16 +165,6 @@ class CelebAMaskHQ(tfds.core.GeneratorBasedBuilder):
         tfds.core.BuilderConfig(name=str(r), description=f"{r}x{r} RGB images and parsing maps.") for r in RESOLUTIONS
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS's lookup needs the `importlib_resources` backport (see faceflax.data.celeba).
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     @property
     def resolution(self) -> int:
@@ -193,10 +184,7 @@ class CelebAMaskHQ(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        try:
-            manual_dir = os.fspath(dl_manager.manual_dir)
-        except AssertionError as e:  # TFDS: manual_dir missing or empty.
-            raise ValueError(f"{e}\n{_INSTRUCTIONS}") from e
+        manual_dir = self.manual_path(dl_manager)
         _check_manual_dir(manual_dir)
         partition = _read_partition(os.path.join(manual_dir, _PARTITION_FILE))
         indices = {split: [] for split in SPLITS}
@@ -267,7 +255,4 @@ def load_celebamask_hq(split: str, resolution: int, data_dir: str, manual_dir: s
             f"valid resolutions: {', '.join(map(str, RESOLUTIONS))}."
         )
     builder = CelebAMaskHQ(config=str(resolution), data_dir=data_dir)
-    if not builder.is_prepared():
-        _check_manual_dir(manual_dir)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    return builder.as_data_source(split=split)
+    return prepared_source(builder, split, manual_dir, _check_manual_dir)

@@ -33,7 +33,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
+
+from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
 
 SPLITS = ("train", "test")
 LOAD_SPLITS = {"train": "train", "test": "test", "all": "train+test"}
@@ -97,7 +98,7 @@ def find_images(image_dir: str) -> dict[int, str]:
     return paths
 
 
-class FFHQ(tfds.core.GeneratorBasedBuilder):
+class FFHQ(ManualDownloadBuilder):
     """FFHQ aligned faces, ``{"image": uint8 [R, R, 3] RGB, "id": str}``, R = 256 | 1024."""
 
     name = "faceflax_ffhq"
@@ -107,16 +108,6 @@ class FFHQ(tfds.core.GeneratorBasedBuilder):
         tfds.core.BuilderConfig(name=str(r), description=f"{r}x{r} RGB images (INTER_AREA).") for r in RESOLUTIONS
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS's lookup needs the `importlib_resources` backport (see faceflax.data.celeba).
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     @property
     def resolution(self) -> int:
@@ -135,10 +126,7 @@ class FFHQ(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        try:
-            manual_dir = os.fspath(dl_manager.manual_dir)
-        except AssertionError as e:  # TFDS: manual_dir missing or empty.
-            raise ValueError(f"{e}\n{_INSTRUCTIONS}") from e
+        manual_dir = self.manual_path(dl_manager)
         _check_manual_dir(manual_dir)
         paths = find_images(os.path.join(manual_dir, _IMAGE_DIR))
         train = {i: p for i, p in paths.items() if i < NUM_TRAIN}
@@ -179,7 +167,4 @@ def load_ffhq(split: str, resolution: int, data_dir: str, manual_dir: str | None
             f"Unsupported FFHQ resolution {resolution!r}; valid resolutions: {', '.join(map(str, RESOLUTIONS))}."
         )
     builder = FFHQ(config=str(resolution), data_dir=data_dir)
-    if not builder.is_prepared():
-        _check_manual_dir(manual_dir)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    return builder.as_data_source(split=LOAD_SPLITS[split])
+    return prepared_source(builder, LOAD_SPLITS[split], manual_dir, _check_manual_dir)

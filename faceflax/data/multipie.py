@@ -25,7 +25,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
+
+from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
 
 CAMERA_YAW = {
     "11_0": -90.0, "12_0": -75.0, "09_0": -60.0, "08_0": -45.0, "13_0": -30.0, "14_0": -15.0, "05_1": 0.0,
@@ -42,6 +43,11 @@ Expected manual_dir layout (session 1 multiview images):
   manual_dir/{_ROOT}/{{subject:03d}}/{{recording:02d}}/{{camera, e.g. 05_1}}/
       {{subject:03d}}_01_{{recording:02d}}_{{camera without '_', e.g. 051}}_{{illumination:02d}}.png
 Pass it as load_multipie(..., manual_dir=...)."""
+
+
+def _check_manual_dir(manual_dir) -> None:
+    if manual_dir is None or not os.path.isdir(manual_dir):
+        raise ValueError(f"Multi-PIE is not prepared and manual_dir {manual_dir} is not a folder.\n{_INSTRUCTIONS}")
 
 
 def find_images(manual_dir: str) -> list[tuple[int, str, int, str]]:
@@ -70,7 +76,7 @@ def find_images(manual_dir: str) -> list[tuple[int, str, int, str]]:
     return found
 
 
-class MultiPIE(tfds.core.GeneratorBasedBuilder):
+class MultiPIE(ManualDownloadBuilder):
     """Multi-PIE Setting 1 (module docstring), R = 128 | 256."""
 
     name = "faceflax_multipie"
@@ -80,16 +86,6 @@ class MultiPIE(tfds.core.GeneratorBasedBuilder):
         tfds.core.BuilderConfig(name=str(r), description=f"central square at {r}x{r}") for r in RESOLUTIONS
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS's lookup needs the `importlib_resources` backport (see faceflax.data.celeba).
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         r = int(self.builder_config.name)
@@ -104,10 +100,7 @@ class MultiPIE(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        try:
-            manual_dir = os.fspath(dl_manager.manual_dir)
-        except AssertionError as e:  # TFDS: manual_dir missing or empty.
-            raise ValueError(f"{e}\n{_INSTRUCTIONS}") from e
+        manual_dir = self.manual_path(dl_manager)
         images = find_images(manual_dir)
         train_subjects = set(sorted({s for s, *_ in images})[:NUM_TRAIN_SUBJECTS])
         splits = {
@@ -151,12 +144,4 @@ def load_multipie(split: str, resolution: int, data_dir: str, manual_dir: str | 
     if resolution not in RESOLUTIONS:
         raise ValueError(f"Unsupported Multi-PIE resolution {resolution!r}; valid: {', '.join(map(str, RESOLUTIONS))}.")
     builder = MultiPIE(config=str(resolution), data_dir=data_dir)
-    if not builder.is_prepared():
-        if manual_dir is None or not os.path.isdir(manual_dir):
-            raise ValueError(
-                f"Multi-PIE is not prepared in {data_dir} and manual_dir {manual_dir} is unusable.\n{_INSTRUCTIONS}"
-            )
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    if split not in builder.info.splits:
-        raise ValueError(f"this Multi-PIE copy has no {split} subjects (Setting 1 tests on subjects after the 150th)")
-    return builder.as_data_source(split=split)
+    return prepared_source(builder, split, manual_dir, _check_manual_dir)

@@ -35,9 +35,9 @@ from typing import ClassVar
 import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
-from etils import epath
 
 from faceflax.data.aflw2000 import NUM_LANDMARKS, landmark_features, read_annotation, read_image
+from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
 
 SPLITS = ("train",)
 BASE_SUBSETS = ("AFW", "HELEN", "IBUG", "LFPW")
@@ -82,23 +82,13 @@ def read_landmarks(path: str, field: str, transpose: bool) -> np.ndarray:
     return ((points.T if transpose else points) - 1.0).astype(np.float32)
 
 
-class W300LP(tfds.core.GeneratorBasedBuilder):
+class W300LP(ManualDownloadBuilder):
     """300W-LP, ``{"image", "landmarks", "landmarks_3d", "pose", "subset", "id"}``, split ``train``."""
 
     name = "faceflax_w300lp"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS's lookup needs the `importlib_resources` backport (see faceflax.data.celeba).
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         features = {**landmark_features(), "subset": tfds.features.Text(), "id": tfds.features.Text()}
@@ -108,10 +98,7 @@ class W300LP(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        try:
-            manual_dir = os.fspath(dl_manager.manual_dir)
-        except AssertionError as e:  # TFDS: manual_dir missing or empty.
-            raise ValueError(f"{e}\n{_INSTRUCTIONS}") from e
+        manual_dir = self.manual_path(dl_manager)
         _check_manual_dir(manual_dir)
         root = os.path.join(manual_dir, _ROOT)
         items = []
@@ -162,7 +149,4 @@ def load_w300lp(split: str, data_dir: str, manual_dir: str | None = None):
     if split not in SPLITS:
         raise ValueError(f"Unknown 300W-LP split {split!r}; valid splits: {', '.join(SPLITS)}.")
     builder = W300LP(data_dir=data_dir)
-    if not builder.is_prepared():
-        _check_manual_dir(manual_dir)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    return builder.as_data_source(split=split)
+    return prepared_source(builder, split, manual_dir, _check_manual_dir)

@@ -58,5 +58,5 @@ def test_missing_or_misnamed_downloads_name_the_layout(tmp_path):
 def test_a_copy_without_test_subjects_says_so(tmp_path):
     write_session(tmp_path / "manual", [1, 2], cameras=("05_1",), illuminations=(0,))
     assert len(load_multipie("train", 128, str(tmp_path / "tfds"), str(tmp_path / "manual"))) == 2
-    with pytest.raises(ValueError, match="no test subjects"):
+    with pytest.raises(ValueError, match="has no 'test' split"):
         load_multipie("test", 128, str(tmp_path / "tfds"))
