@@ -40,30 +40,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
+from faceflax.models.bisenet import CLASSES  # face-parsing.PyTorch's 19 classes, the parsing maps' labels
 
 SPLITS = ("train", "validation", "test")
 RESOLUTIONS = (256, 512)
-CLASSES = (
-    "background",
-    "skin",
-    "l_brow",
-    "r_brow",
-    "l_eye",
-    "r_eye",
-    "eye_g",
-    "l_ear",
-    "r_ear",
-    "ear_r",
-    "nose",
-    "mouth",
-    "u_lip",
-    "l_lip",
-    "neck",
-    "neck_l",
-    "cloth",
-    "hair",
-    "hat",
-)
 IMAGES_PER_MASK_FOLDER = 2000
 
 _ROOT = "CelebAMask-HQ"
