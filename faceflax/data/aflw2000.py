@@ -94,12 +94,22 @@ def read_annotation(path: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} is not a readable .mat file: {e}") from e
     pt3d = _field(mat, "pt3d_68", (3, NUM_LANDMARKS), path).T.copy()
     pt3d[:, :2] -= 1.0  # Matlab 1-based pixels -> 0-based (see the module docstring).
-    pose = _field(mat, "Pose_Para", (1, 7), path)[0, :3]
+    pose = read_pose(path, mat)
     return {
         "landmarks_3d": pt3d.astype(np.float32),
         "landmarks": pt3d[:, :2].astype(np.float32),
         "pose": pose.astype(np.float32),
     }
+
+
+def read_pose(path: str, mat: dict | None = None) -> np.ndarray:
+    """``Pose_Para``'s (pitch, yaw, roll) radians, float32 [3], of a 3DDFA ``.mat`` (AFLW2000-3D, 300W-LP)."""
+    if mat is None:
+        try:
+            mat = scipy.io.loadmat(path)
+        except (OSError, ValueError, scipy.io.matlab.MatReadError) as e:
+            raise ValueError(f"{path} is not a readable .mat file: {e}") from e
+    return _field(mat, "Pose_Para", (1, 7), path)[0, :3].astype(np.float32)
 
 
 def read_image(path: str) -> np.ndarray:
@@ -113,11 +123,10 @@ def read_image(path: str) -> np.ndarray:
 
 
 def landmark_features() -> dict[str, tfds.features.Tensor]:
-    """The image / landmark / pose features shared with 300W-LP."""
+    """The image / landmark / pose features shared with 300W-LP (which has no ``landmarks_3d``)."""
     return {
         "image": tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8, encoding="zlib"),
         "landmarks": tfds.features.Tensor(shape=(NUM_LANDMARKS, 2), dtype=np.float32),
-        "landmarks_3d": tfds.features.Tensor(shape=(NUM_LANDMARKS, 3), dtype=np.float32),
         "pose": tfds.features.Tensor(shape=(3,), dtype=np.float32),
     }
 
@@ -132,7 +141,13 @@ class AFLW2000(ManualDownloadBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({**landmark_features(), "id": tfds.features.Text()}),
+            features=tfds.features.FeaturesDict(
+                {
+                    **landmark_features(),
+                    "landmarks_3d": tfds.features.Tensor(shape=(NUM_LANDMARKS, 3), dtype=np.float32),
+                    "id": tfds.features.Text(),
+                }
+            ),
             homepage="http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm",
         )
 

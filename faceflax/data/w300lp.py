@@ -4,7 +4,7 @@ Builds the TFDS dataset ``faceflax_w300lp`` from the user's download of 300W-LP 
 http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/main.htm, "300W-LP.zip"; Zhu et al., CVPR 2016). One
 split, ``train`` (300W-LP is the standard training set for AFLW2000-3D evaluation). Each example is::
 
-    {"image": uint8 [450, 450, 3] RGB, "landmarks": float32 [68, 2] (x, y), "landmarks_3d": float32 [68, 3],
+    {"image": uint8 [450, 450, 3] RGB, "landmarks": float32 [68, 2] (x, y),
      "pose": float32 [3] (pitch, yaw, roll) radians, "subset": "AFW" | ... | "LFPW_Flip", "id": "AFW/AFW_134212_1_0"}
 
 (strings read back as ``bytes``). ``load_w300lp`` prepares it on first use and returns TFDS's random-access source.
@@ -19,10 +19,10 @@ Expected ``manual_dir`` layout (the unzipped archive)::
         landmarks/AFW/AFW_134212_1_0_pts.mat  ...             (pts_2d [68, 2]; also pts_3d) for AFW, HELEN, IBUG,
                                                                LFPW (there are no landmarks/*_Flip folders)
 
-Each image ``.mat`` holds the AFLW2000-3D fields (``pt3d_68`` [3, 68], ``Pose_Para`` [1, 7], ...) plus ``pt2d``
-[2, 68]. ``landmarks`` are ``pts_2d`` from ``landmarks/`` for the unflipped subsets and the image ``.mat``'s ``pt2d``
-(transposed) for the flipped ones, which have no ``landmarks/`` files; ``landmarks_3d`` and ``pose`` come from the
-image ``.mat`` as in ``faceflax.data.aflw2000``. All coordinates are Matlab 1-based pixels made 0-based by
+Each image ``.mat`` holds the 3DMM fit (``Pose_Para`` [1, 7], ``Shape_Para``, ``Exp_Para``, ...) and ``pt2d``
+[2, 68]; unlike AFLW2000-3D there is no ``pt3d_68``, so there are no 3D landmarks. ``landmarks`` are ``pts_2d``
+from ``landmarks/`` for the unflipped subsets and the image ``.mat``'s ``pt2d`` (transposed) for the flipped ones,
+which have no ``landmarks/`` files; ``pose`` comes from ``Pose_Para`` as in ``faceflax.data.aflw2000``. All coordinates are Matlab 1-based pixels made 0-based by
 subtracting 1 from x and y (see ``faceflax.data.aflw2000``). TFDS runs without TensorFlow as described in
 ``faceflax.data.celeba``.
 """
@@ -36,7 +36,7 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
-from faceflax.data.aflw2000 import NUM_LANDMARKS, landmark_features, read_annotation, read_image
+from faceflax.data.aflw2000 import NUM_LANDMARKS, landmark_features, read_image, read_pose
 from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
 
 SPLITS = ("train",)
@@ -83,7 +83,7 @@ def read_landmarks(path: str, field: str, transpose: bool) -> np.ndarray:
 
 
 class W300LP(ManualDownloadBuilder):
-    """300W-LP, ``{"image", "landmarks", "landmarks_3d", "pose", "subset", "id"}``, split ``train``."""
+    """300W-LP, ``{"image", "landmarks", "pose", "subset", "id"}``, split ``train``."""
 
     name = "faceflax_w300lp"
     VERSION = tfds.core.Version("1.0.0")
@@ -116,7 +116,7 @@ class W300LP(ManualDownloadBuilder):
         for subset, name in items:
             stem = os.path.join(root, subset, name)
             try:
-                annotation = read_annotation(f"{stem}.mat")
+                annotation = {"pose": read_pose(f"{stem}.mat")}
                 if subset in BASE_SUBSETS:
                     landmark_path = os.path.join(root, _LANDMARK_DIR, subset, f"{name}_pts.mat")
                     if not os.path.isfile(landmark_path):

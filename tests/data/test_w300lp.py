@@ -20,7 +20,7 @@ def points(seed, shape):
 
 
 def make_manual_dir(root):
-    """One or two examples per subset; 1-based Matlab coordinates in the official field shapes."""
+    """One or two examples per subset; 1-based Matlab coordinates in the official field shapes (no pt3d_68)."""
     base = root / "300W_LP"
     yy, xx = np.mgrid[0:450, 0:450]
     for s, subset in enumerate(SUBSETS):
@@ -30,7 +30,6 @@ def make_manual_dir(root):
             bgr = np.stack([(xx * (seed + 1)) % 256, (yy + 7 * seed) % 256, (xx + yy) % 256], -1).astype(np.uint8)
             cv2.imwrite(str(base / subset / f"{name}.jpg"), bgr)
             mat = {
-                "pt3d_68": np.concatenate([points(seed, (2, 68)), points(seed + 500, (1, 68)) - 200]),
                 "pt2d": points(seed + 1000, (2, 68)),
                 "Pose_Para": np.array([[0.1, -1.2 + 0.1 * seed, 0.02 * k, 220.0, 230.0, 0.0, 0.0011]]),
                 "Shape_Para": np.zeros((199, 1)),
@@ -72,9 +71,7 @@ def test_examples_landmarks_pose_and_subsets(dirs):
             expected = scipy.io.loadmat(manual_dir / "300W_LP" / "landmarks" / subset / f"{name}_pts.mat")["pts_2d"] - 1
         assert example["landmarks"].dtype == np.float32 and example["landmarks"].shape == (68, 2)
         np.testing.assert_allclose(example["landmarks"], expected, atol=1e-4)
-        landmarks_3d = mat["pt3d_68"].T.copy()
-        landmarks_3d[:, :2] -= 1
-        np.testing.assert_allclose(example["landmarks_3d"], landmarks_3d, atol=1e-4)
+        assert "landmarks_3d" not in example  # 300W-LP's .mat files carry no pt3d_68
         np.testing.assert_allclose(example["pose"], mat["Pose_Para"][0, :3], atol=1e-6)
         seen.append(f"{subset}/{name}")
     assert sorted(seen) == expected_ids
@@ -124,7 +121,7 @@ def test_flipped_annotation_without_pt2d(tmp_path):
     manual_dir = make_manual_dir(tmp_path / "manual")
     mat_path = manual_dir / "300W_LP" / "HELEN_Flip" / "HELEN_232194_1_0.mat"
     mat = scipy.io.loadmat(mat_path)
-    scipy.io.savemat(str(mat_path), {"pt3d_68": mat["pt3d_68"], "Pose_Para": mat["Pose_Para"]})
+    scipy.io.savemat(str(mat_path), {"Pose_Para": mat["Pose_Para"]})
     with pytest.raises(ValueError, match="lacks the field pt2d"):
         w300lp.load_w300lp("train", str(tmp_path / "tfds"), str(manual_dir))
 
