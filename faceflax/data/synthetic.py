@@ -27,7 +27,7 @@ import numpy as np
 
 from faceflax.geometry.lighting import INIT_LIT, SH_A, SH_C, sh_basis
 from faceflax.geometry.mesh import normalize, vertex_normals
-from faceflax.geometry.morphable import MorphableModel, load_model
+from faceflax.geometry.morphable import MorphableModel, load_model, shape
 from faceflax.geometry.rotation import euler_to_matrix
 from faceflax.reconstruct import views
 from faceflax.render import interpolate, rasterize, texture
@@ -66,15 +66,15 @@ def _render(tex, verts, faces, uvs, uv_faces, camera, gamma, background):
     return jnp.where(covered[..., None], lit, background), covered
 
 
-def _example(key, textures, bases, faces, uvs, uv_faces, landmark_ids, uv_frags, camera, lighting: bool):
-    """One example from ``key`` (module docstring); ``bases = (mean, id_basis, exp_basis)``."""
-    mean, id_basis, exp_basis = bases
+def _example(key, textures, model: MorphableModel, uv_frags, camera, lighting: bool):
+    """One example from ``key`` (module docstring)."""
+    faces, uvs, uv_faces = model.faces, model.uvs, model.uv_faces
     keys = jax.random.split(key, 9)
-    id_coeffs = 0.8 * jax.random.normal(keys[0], (id_basis.shape[0],))
-    exp_coeffs = jax.random.uniform(keys[1], (exp_basis.shape[0],), maxval=0.6) * jax.random.bernoulli(
-        keys[2], 0.3, (exp_basis.shape[0],)
+    id_coeffs = 0.8 * jax.random.normal(keys[0], (model.id_rank,))
+    exp_coeffs = jax.random.uniform(keys[1], (model.exp_rank,), maxval=0.6) * jax.random.bernoulli(
+        keys[2], 0.3, (model.exp_rank,)
     )
-    shape = mean + jnp.einsum("k,kvc->vc", id_coeffs, id_basis) + jnp.einsum("k,kvc->vc", exp_coeffs, exp_basis)
+    verts = shape(model, id_coeffs, exp_coeffs)
     source = textures[jax.random.randint(keys[3], (), 0, textures.shape[0])]
     gain = jax.random.uniform(keys[4], (3,), minval=0.8, maxval=1.2)  # skin tone and white balance
     tex = jnp.clip(source * gain, 0.0, 1.0)
@@ -84,12 +84,12 @@ def _example(key, textures, bases, faces, uvs, uv_faces, landmark_ids, uv_frags,
     background = jax.image.resize(corners, (size, size, 3), "linear")
     scale = (MAX_PITCH_DEG, MAX_YAW_DEG, MAX_ROLL_DEG)
     out = {"texture": tex, "id_coeffs": id_coeffs, "exp_coeffs": exp_coeffs, "gamma": gamma}
-    centred = shape - 0.5 * (shape.min(0) + shape.max(0))
+    centred = verts - 0.5 * (verts.min(0) + verts.max(0))
     for suffix, pose_key in (("", keys[7]), ("_2", keys[8])):
         angles = _pose(pose_key, scale)
         posed = centred @ euler_to_matrix(angles).T
         image, covered = _render(tex, posed, faces, uvs, uv_faces, camera, gamma, background)
-        pix, _ = camera.project(posed[landmark_ids])
+        pix, _ = camera.project(posed[model.landmarks])
         out |= {f"image{suffix}": image, f"landmarks{suffix}": pix, f"angles{suffix}": angles}
         if not suffix:
             sample = sample_uv_texture(image[None], posed[None], faces, camera, uv_frags)
@@ -98,10 +98,9 @@ def _example(key, textures, bases, faces, uvs, uv_faces, landmark_ids, uv_frags,
 
 
 @functools.partial(jax.jit, static_argnames=("lighting",))
-def _examples(keys, textures, bases, faces, uvs, uv_faces, landmark_ids, uv_frags, camera, lighting: bool):
+def _examples(keys, textures, model: MorphableModel, uv_frags, camera, lighting: bool):
     """:func:`_example` vmapped over ``keys [B]``."""
-    mesh = (faces, uvs, uv_faces, landmark_ids, uv_frags, camera)
-    return jax.vmap(lambda key: _example(key, textures, bases, *mesh, lighting))(keys)
+    return jax.vmap(lambda key: _example(key, textures, model, uv_frags, camera, lighting))(keys)
 
 
 class SyntheticFaces:
@@ -135,10 +134,8 @@ class SyntheticFaces:
             raise ValueError(f"textures must be [N >= 2, {uv_size}, {uv_size}, 3], got {textures.shape}")
         self.num_examples, self.seed, self.lighting = int(num_examples), int(seed), bool(lighting)
         self.textures = jnp.asarray(textures)
-        self.bases = tuple(jnp.asarray(a, jnp.float32) for a in (model.mean, model.id_basis, model.exp_basis))
-        self.mesh = tuple(jnp.asarray(a) for a in (model.faces, model.uvs, model.uv_faces))
-        self.landmark_ids = jnp.asarray(model.landmarks, jnp.int32)
-        self.uv_frags = uv_fragments(self.mesh[1], self.mesh[2], (uv_size, uv_size))
+        self.model = jax.device_put(model)
+        self.uv_frags = uv_fragments(self.model.uvs, self.model.uv_faces, (uv_size, uv_size))
         self.camera = views.view_camera(size)
 
     def __len__(self) -> int:
@@ -150,8 +147,7 @@ class SyntheticFaces:
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_examples):
             raise IndexError(f"indices must be in [0, {self.num_examples}), got {indices.min()}..{indices.max()}")
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(self.seed), i))(jnp.asarray(indices))
-        mesh = (*self.mesh, self.landmark_ids, self.uv_frags, self.camera)
-        return jax.device_get(_examples(keys, self.textures, self.bases, *mesh, lighting=self.lighting))
+        return jax.device_get(_examples(keys, self.textures, self.model, self.uv_frags, self.camera, self.lighting))
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return jax.tree.map(lambda x: x[0], self.batch([index]))

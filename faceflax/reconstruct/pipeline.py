@@ -38,7 +38,7 @@ from faceflax.data import faces as dlib_faces
 from faceflax.fitting import landmarks as landmark_fitting
 from faceflax.fitting.appearance import fit_appearance
 from faceflax.geometry.camera import PerspectiveCamera
-from faceflax.geometry.morphable import MorphableModel
+from faceflax.geometry.morphable import MorphableModel, shape
 from faceflax.geometry.rotation import euler_to_matrix
 from faceflax.reconstruct import texture, views
 from faceflax.reconstruct.crop import DEFAULT_CONTEXT, DEFAULT_SIZE, FaceCrop, face_crop
@@ -123,9 +123,8 @@ class Reconstructor:
             raise ValueError(f"model {model.name!r} has no 68 iBUG landmarks: it cannot be fitted to a photo")
         self.model = model
         self.landmark_model = landmark_fitting.prepare(model)
-        self.faces = jnp.asarray(model.faces, jnp.int32)
-        self.uvs = jnp.asarray(model.uvs, jnp.float32)
-        self.uv_faces = jnp.asarray(model.uv_faces, jnp.int32)
+        self.device_model = jax.device_put(model)
+        self.faces, self.uvs, self.uv_faces = self.device_model.faces, self.device_model.uvs, self.device_model.uv_faces
         self.uv_frags = uv_fragments(self.uvs, self.uv_faces, (options.uv_size, options.uv_size))
         self.layout = np.asarray(self.uv_frags.tri_id[0] >= 0)
         self.symmetric = options.flip and texture.is_symmetric_layout(self.layout)
@@ -135,7 +134,6 @@ class Reconstructor:
         # erosion radius, erosion x the jaw width, is one number of square pixels for all photos.
         self.erosion = max(1, round(options.erosion * options.crop_size / options.crop_context))
         self.has_albedo = model.albedo_mean is not None
-        self.bases = tuple(jnp.asarray(a, jnp.float32) for a in (model.mean, model.id_basis, model.exp_basis))
 
     def __call__(self, photo: np.ndarray, name: str = "photo", landmarks: np.ndarray | None = None) -> Reconstruction:
         """Reconstruct the largest face of ``photo [H, W, 3]`` (float32 RGB in [0, 1]).
@@ -158,7 +156,7 @@ class Reconstructor:
             fit = landmark_fitting.fit_landmarks(
                 self.landmark_model, crop.to_crop(detected), camera=self.camera, config=options.fit
             )
-            verts, posed = _geometry(*self.bases, fit.angles, fit.translation, fit.id_coeffs, fit.exp_coeffs)
+            verts, posed = _geometry(self.device_model, fit.angles, fit.translation, fit.id_coeffs, fit.exp_coeffs)
             if not np.isfinite(np.asarray(posed)).all():
                 raise ValueError(f"{name}: the model fit to the landmarks diverged (non-finite shape or pose)")
             square_landmarks = np.asarray(fit.landmarks)
@@ -238,9 +236,9 @@ class Reconstructor:
 
 
 @jax.jit
-def _geometry(mean, id_basis, exp_basis, angles, translation, id_coeffs, exp_coeffs):
+def _geometry(model, angles, translation, id_coeffs, exp_coeffs):
     """Model-space shape (MvInvert eq. 1) and the shape posed for the camera: ``R S + t``."""
-    verts = mean + jnp.einsum("k,kvc->vc", id_coeffs, id_basis) + jnp.einsum("k,kvc->vc", exp_coeffs, exp_basis)
+    verts = shape(model, id_coeffs, exp_coeffs)
     return verts, verts @ euler_to_matrix(angles).T + translation
 
 

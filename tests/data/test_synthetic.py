@@ -6,6 +6,7 @@ import pytest
 from skimage import data, transform
 
 from faceflax.data.synthetic import MAX_YAW_DEG, SyntheticFaces
+from faceflax.geometry.morphable import shape
 from faceflax.geometry.rotation import euler_to_matrix
 from faceflax.render.uv import sample_uv_texture
 
@@ -26,10 +27,8 @@ def unlit(ict_face):
 
 
 def posed_shape(dataset, example, angles):
-    mean, id_basis, exp_basis = (np.asarray(b) for b in dataset.bases)
-    shape = mean + np.einsum("k,kvc->vc", example["id_coeffs"], id_basis)
-    shape = shape + np.einsum("k,kvc->vc", example["exp_coeffs"], exp_basis)
-    centred = shape - 0.5 * (shape.min(0) + shape.max(0))
+    verts = np.asarray(shape(dataset.model, example["id_coeffs"], example["exp_coeffs"]))
+    centred = verts - 0.5 * (verts.min(0) + verts.max(0))
     return centred @ np.asarray(euler_to_matrix(jnp.asarray(angles))).T
 
 
@@ -39,7 +38,11 @@ def test_resampling_the_render_with_the_true_pose_reproduces_the_texture(unlit):
         example = {k: v[i] for k, v in batch.items()}
         posed = posed_shape(unlit, example, example["angles"])
         sample = sample_uv_texture(
-            jnp.asarray(example["image"])[None], jnp.asarray(posed)[None], unlit.mesh[0], unlit.camera, unlit.uv_frags
+            jnp.asarray(example["image"])[None],
+            jnp.asarray(posed)[None],
+            unlit.model.faces,
+            unlit.camera,
+            unlit.uv_frags,
         )
         visible = np.asarray(sample.visible[0])
         np.testing.assert_array_equal(visible, example["visible"])
@@ -47,7 +50,7 @@ def test_resampling_the_render_with_the_true_pose_reproduces_the_texture(unlit):
         error = np.abs(np.asarray(sample.texture[0])[visible] - example["texture"][visible])
         assert error.mean() < 0.01, (i, error.mean())
         # The landmarks are the true pose's projections of the model's landmark vertices.
-        pix, _ = unlit.camera.project(jnp.asarray(posed)[np.asarray(unlit.landmark_ids)])
+        pix, _ = unlit.camera.project(jnp.asarray(posed)[np.asarray(unlit.model.landmarks)])
         np.testing.assert_allclose(example["landmarks"], np.asarray(pix), atol=1e-3)
 
 
@@ -65,7 +68,7 @@ def test_examples_are_deterministic_and_pairs_differ_in_pose(unlit, ict_face):
     assert np.abs(np.degrees(angles[:, 1])).max() <= MAX_YAW_DEG and np.abs(np.degrees(angles[:, 1])).max() > 45
     assert not np.allclose(first["angles"], first["angles_2"]) and not np.allclose(first["image"], first["image_2"])
     posed = posed_shape(unlit, first, first["angles_2"])
-    pix, _ = unlit.camera.project(jnp.asarray(posed)[np.asarray(unlit.landmark_ids)])
+    pix, _ = unlit.camera.project(jnp.asarray(posed)[np.asarray(unlit.model.landmarks)])
     np.testing.assert_allclose(first["landmarks_2"], np.asarray(pix), atol=1e-3)
 
 
