@@ -39,7 +39,7 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
-from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
+from faceflax.data.tfds_common import ManualDownloadBuilder, image_feature, prepared_source
 
 SPLITS = ("test",)
 IMAGE_SIZE = 450
@@ -125,7 +125,7 @@ def read_image(path: str) -> np.ndarray:
 def landmark_features() -> dict[str, tfds.features.Tensor]:
     """The image / landmark / pose features shared with 300W-LP (which has no ``landmarks_3d``)."""
     return {
-        "image": tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8, encoding="zlib"),
+        "image": image_feature(IMAGE_SIZE),
         "landmarks": tfds.features.Tensor(shape=(NUM_LANDMARKS, 2), dtype=np.float32),
         "pose": tfds.features.Tensor(shape=(3,), dtype=np.float32),
     }

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
+from faceflax.data.tfds_common import ManualDownloadBuilder, image_feature, prepared_source
 
 SPLITS = ("train", "validation", "test")
 RESOLUTIONS = (64, 128)
@@ -106,16 +106,12 @@ class CelebA(ManualDownloadBuilder):
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
-    @property
-    def resolution(self) -> int:
-        return int(self.builder_config.name)
-
     def _info(self) -> tfds.core.DatasetInfo:
         r = self.resolution
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Tensor(shape=(r, r, 3), dtype=np.uint8, encoding="zlib"),
+                    "image": image_feature(r),
                     "id": tfds.features.Text(),
                 }
             ),

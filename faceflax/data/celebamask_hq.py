@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
+from faceflax.data.tfds_common import ManualDownloadBuilder, image_feature, prepared_source
 from faceflax.models.bisenet import CLASSES  # face-parsing.PyTorch's 19 classes, the parsing maps' labels
 
 SPLITS = ("train", "validation", "test")
@@ -146,16 +146,12 @@ class CelebAMaskHQ(ManualDownloadBuilder):
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
-    @property
-    def resolution(self) -> int:
-        return int(self.builder_config.name)
-
     def _info(self) -> tfds.core.DatasetInfo:
         r = self.resolution
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Tensor(shape=(r, r, 3), dtype=np.uint8, encoding="zlib"),
+                    "image": image_feature(r),
                     "parsing": tfds.features.Tensor(shape=(r, r), dtype=np.uint8, encoding="zlib"),
                     "id": tfds.features.Text(),
                 }

@@ -31,10 +31,9 @@ import re
 from typing import ClassVar
 
 import cv2
-import numpy as np
 import tensorflow_datasets as tfds
 
-from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
+from faceflax.data.tfds_common import ManualDownloadBuilder, image_feature, prepared_source
 
 SPLITS = ("train", "test")
 LOAD_SPLITS = {"train": "train", "test": "test", "all": "train+test"}
@@ -109,16 +108,12 @@ class FFHQ(ManualDownloadBuilder):
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
-    @property
-    def resolution(self) -> int:
-        return int(self.builder_config.name)
-
     def _info(self) -> tfds.core.DatasetInfo:
         r = self.resolution
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Tensor(shape=(r, r, 3), dtype=np.uint8, encoding="zlib"),
+                    "image": image_feature(r),
                     "id": tfds.features.Text(),
                 }
             ),

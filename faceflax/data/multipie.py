@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from faceflax.data.tfds_common import ManualDownloadBuilder, prepared_source
+from faceflax.data.tfds_common import ManualDownloadBuilder, image_feature, prepared_source
 
 CAMERA_YAW = {
     "11_0": -90.0, "12_0": -75.0, "09_0": -60.0, "08_0": -45.0, "13_0": -30.0, "14_0": -15.0, "05_1": 0.0,
@@ -88,9 +88,9 @@ class MultiPIE(ManualDownloadBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
     def _info(self) -> tfds.core.DatasetInfo:
-        r = int(self.builder_config.name)
+        r = self.resolution
         features = {
-            "image": tfds.features.Tensor(shape=(r, r, 3), dtype=np.uint8, encoding="zlib"),
+            "image": image_feature(r),
             "subject": tfds.features.Tensor(shape=(), dtype=np.int32),
             "camera": tfds.features.Text(),
             "yaw": tfds.features.Tensor(shape=(), dtype=np.float32),
@@ -110,7 +110,7 @@ class MultiPIE(ManualDownloadBuilder):
         return {name: self._generate_examples(examples) for name, examples in splits.items() if examples}
 
     def _generate_examples(self, images):
-        r = int(self.builder_config.name)
+        r = self.resolution
         for subject, camera, illumination, path in images:
             bgr = cv2.imread(path, cv2.IMREAD_COLOR)
             if bgr is None:

@@ -9,8 +9,14 @@ import os
 import sys
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+
+def image_feature(height: int, width: int | None = None) -> tfds.features.Tensor:
+    """A uint8 RGB image ``[height, width, 3]`` feature, zlib-compressed (``tfds.features.Image`` needs TensorFlow)."""
+    return tfds.features.Tensor(shape=(height, width or height, 3), dtype=np.uint8, encoding="zlib")
 
 
 class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder):
@@ -25,6 +31,11 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder):
     def __init__(self, **kwargs):
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
+
+    @property
+    def resolution(self) -> int:
+        """The image side, for builders whose configs are named by it (``"256"``)."""
+        return int(self.builder_config.name)
 
     def manual_path(self, dl_manager: tfds.download.DownloadManager) -> str:
         """The download manager's manual directory, or a ValueError giving the expected layout."""
